@@ -1,0 +1,16 @@
+"""GAN-inversion anomaly models: AnoGAN, RGI and R-RGI on one solver."""
+
+from .lightning_model import AnoGan, GanInversionModule, RRgi, Rgi
+from .solver import InversionConfig, InversionResult, invert
+from .torch_model import GanInversionModel
+
+__all__ = [
+    "AnoGan",
+    "GanInversionModel",
+    "GanInversionModule",
+    "InversionConfig",
+    "InversionResult",
+    "RRgi",
+    "Rgi",
+    "invert",
+]

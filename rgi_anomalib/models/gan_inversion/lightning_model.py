@@ -1,0 +1,331 @@
+"""Lightning wrappers: ``Rgi``, ``RRgi`` and ``AnoGan`` share one GAN trainer and one solver.
+
+The three classes differ only in their method defaults (``_METHOD``). Each is a *direct*
+subclass of ``AnomalibModule`` because anomalib looks models up by name through direct
+subclasses only; the shared behaviour lives in the ``GanInversionModule`` mixin.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any, ClassVar
+
+import torch
+import torch.nn.functional as F  # noqa: N812
+from anomalib import LearningType
+from anomalib.data import Batch
+from anomalib.models.components import AnomalibModule
+from anomalib.pre_processing import PreProcessor
+from lightning.pytorch.utilities.types import STEP_OUTPUT
+from torchvision.transforms.v2 import Compose, Normalize, Resize
+from torchvision.utils import save_image
+
+from rgi_anomalib.utils import atomic_path
+
+from .anomaly_map import anomaly_map, image_score
+from .networks import Backbone, check_image_size
+from .solver import InversionConfig, LatentInit, MaskUpdate
+from .torch_model import GanInversionModel
+
+logger = logging.getLogger(__name__)
+
+# Hyper-parameters that fix the network shapes: a checkpoint only fits a model that agrees on them.
+ARCHITECTURE_KEYS = ("image_size", "latent_dim", "backbone", "base_width", "max_width")
+
+
+class GanInversionModule:
+    """Shared implementation of the GAN-inversion anomaly models (a mixin for AnomalibModule).
+
+    Args:
+        image_size: Working resolution (power of two, 32-256); inputs are resized to it.
+        latent_dim: Size of the latent vector z.
+        backbone: ``"dcgan"`` (default) or ``"progan"`` (equalised lr, pixel norm, minibatch std).
+        base_width: Generator/discriminator channels at full resolution (doubling per halving).
+        max_width: Upper bound on channels at low resolution.
+        spectral_norm: Spectral normalisation in the discriminator (keeps training stable).
+        gan_loss: ``"nonsaturating"`` (logistic) or ``"hinge"``.
+        r1_gamma: Weight of the R1 gradient penalty on real images (0 disables; not with DDP).
+        lr_gan: Adam learning rate of generator and discriminator training.
+        ema_decay: Decay of the generator's exponential moving average (the inverted copy).
+        max_epochs: GAN training epochs; validation (threshold fitting) runs after the last one.
+        sample_every_n_epochs: Save a grid of EMA-generator samples every n epochs (0: never).
+        lam: Mask sparsity weight λ (None: the method's default).
+        iterations: Solver iterations per test batch (None: the method's default).
+        lr_latent: Adam learning rate of z.
+        lr_mask: Adam learning rate of M (``mask_update="adam"``).
+        mask_update: ``"adam"`` (M as a free variable, the paper) or ``"closed_form"``.
+        mask_per_channel: One mask value per colour channel instead of one per pixel.
+        discriminator_weight: Weight of the realism term −D(G(z)) (the authors used 0.1).
+        finetune_iterations: Last iterations in which the generator weights are fine-tuned per
+            image (R-RGI); None: the method's default.
+        lr_finetune: Adam learning rate of the generator weights during fine-tuning.
+        init_candidates: Size of the seeded pool from which each image's z starts.
+        init_distribution: ``"normal"`` or ``"uniform"`` (U[0,1), as the authors' code) pool.
+        early_stop_patience: Stop once the loss has not improved for this many iterations.
+        seed: Seed of the latent pool and of GAN training noise.
+    """
+
+    _METHOD: ClassVar[dict[str, Any]] = {}
+
+    def __init__(
+        self,
+        image_size: int = 64,
+        latent_dim: int = 128,
+        backbone: Backbone = "dcgan",
+        base_width: int = 32,
+        max_width: int = 256,
+        spectral_norm: bool = True,
+        gan_loss: str = "nonsaturating",
+        r1_gamma: float = 0.0,
+        lr_gan: float = 2e-4,
+        ema_decay: float = 0.999,
+        max_epochs: int = 100,
+        sample_every_n_epochs: int = 10,
+        lam: float | None = None,
+        iterations: int | None = None,
+        lr_latent: float = 0.1,
+        lr_mask: float = 0.1,
+        mask_update: MaskUpdate | None = None,
+        mask_per_channel: bool = False,
+        discriminator_weight: float = 0.0,
+        finetune_iterations: int | None = None,
+        lr_finetune: float = 1e-5,
+        init_candidates: int = 512,
+        init_distribution: LatentInit = "normal",
+        early_stop_patience: int = 0,
+        seed: int = 0,
+        pre_processor: PreProcessor | bool = True,
+        post_processor: torch.nn.Module | bool = True,
+        evaluator: Any = True,  # noqa: ANN401 - anomalib's Evaluator | bool
+        visualizer: Any = True,  # noqa: ANN401 - anomalib's Visualizer | bool
+    ) -> None:
+        check_image_size(image_size)
+        if gan_loss not in ("nonsaturating", "hinge"):
+            msg = f"gan_loss must be 'nonsaturating' or 'hinge', got {gan_loss!r}"
+            raise ValueError(msg)
+        if max_epochs < 1:
+            msg = f"max_epochs must be >= 1, got {max_epochs!r}"
+            raise ValueError(msg)
+        method = dict(self._METHOD)
+        inversion = InversionConfig(
+            objective=method.pop("objective"),
+            lam=method["lam"] if lam is None else lam,
+            iterations=method["iterations"] if iterations is None else iterations,
+            lr_latent=lr_latent,
+            lr_mask=lr_mask,
+            mask_update=method["mask_update"] if mask_update is None else mask_update,
+            mask_per_channel=mask_per_channel,
+            discriminator_weight=discriminator_weight,
+            finetune_iterations=(
+                method["finetune_iterations"] if finetune_iterations is None else finetune_iterations
+            ),
+            lr_generator=lr_finetune,
+            init_candidates=init_candidates,
+            init_distribution=init_distribution,
+            early_stop_patience=early_stop_patience,
+            seed=seed,
+        )
+        if pre_processor is True:
+            pre_processor = self.configure_pre_processor((image_size, image_size))
+        super().__init__(
+            pre_processor=pre_processor,
+            post_processor=post_processor,
+            evaluator=evaluator,
+            visualizer=visualizer,
+        )
+        # Store resolved values so a checkpoint reproduces inference even if defaults change.
+        self.hparams.update(
+            lam=inversion.lam,
+            iterations=inversion.iterations,
+            mask_update=inversion.mask_update,
+            finetune_iterations=inversion.finetune_iterations,
+        )
+        self.automatic_optimization = False
+        self.model = GanInversionModel(
+            image_size=image_size,
+            inversion=inversion,
+            latent_dim=latent_dim,
+            base_width=base_width,
+            max_width=max_width,
+            backbone=backbone,
+            spectral_norm=spectral_norm,
+        )
+        self._sample_latents = torch.randn(
+            16, latent_dim, generator=torch.Generator().manual_seed(seed)
+        )
+
+    # --- anomalib contract -------------------------------------------------------------------
+    @classmethod
+    def configure_pre_processor(cls, image_size: tuple[int, int] | None = None) -> PreProcessor:
+        """Resize and map pixels to [-1, 1], the tanh generator's range."""
+        image_size = image_size or (64, 64)
+        return PreProcessor(
+            transform=Compose(
+                [Resize(image_size, antialias=True), Normalize(mean=[0.5] * 3, std=[0.5] * 3)]
+            )
+        )
+
+    @property
+    def trainer_arguments(self) -> dict[str, Any]:
+        epochs = self.hparams.max_epochs
+        return {
+            "max_epochs": epochs,
+            # Validation inverts images (costly): run it once, after the last epoch, to fit the
+            # post-processor's thresholds.
+            "check_val_every_n_epoch": epochs,
+            "num_sanity_val_steps": 0,
+            # The solver needs autograd at validation/test/predict time.
+            "inference_mode": False,
+        }
+
+    @property
+    def learning_type(self) -> LearningType:
+        return LearningType.ONE_CLASS
+
+    @property
+    def inversion(self) -> InversionConfig:
+        return self.model.inversion
+
+    # --- GAN training ------------------------------------------------------------------------
+    def configure_optimizers(self) -> list[torch.optim.Optimizer]:
+        betas = (0.5, 0.999)
+        lr = self.hparams.lr_gan
+        return [
+            torch.optim.Adam(self.model.generator.parameters(), lr=lr, betas=betas),
+            torch.optim.Adam(self.model.discriminator.parameters(), lr=lr, betas=betas),
+        ]
+
+    def training_step(self, batch: Batch, batch_idx: int) -> STEP_OUTPUT:
+        del batch_idx
+        opt_g, opt_d = self.optimizers()
+        generator, discriminator = self.model.generator, self.model.discriminator
+        real = batch.image
+        latent = torch.randn(real.shape[0], generator.latent_dim, device=real.device)
+
+        # Discriminator step.
+        real = real.detach().requires_grad_(self.hparams.r1_gamma > 0)
+        d_real = discriminator(real)
+        d_fake = discriminator(generator(latent).detach())
+        if self.hparams.gan_loss == "hinge":
+            loss_d = F.relu(1 - d_real).mean() + F.relu(1 + d_fake).mean()
+        else:
+            loss_d = F.softplus(-d_real).mean() + F.softplus(d_fake).mean()
+        if self.hparams.r1_gamma > 0:
+            (grad,) = torch.autograd.grad(d_real.sum(), real, create_graph=True)
+            loss_d = loss_d + 0.5 * self.hparams.r1_gamma * grad.pow(2).sum(dim=(1, 2, 3)).mean()
+        opt_d.zero_grad(set_to_none=True)
+        self.manual_backward(loss_d)
+        opt_d.step()
+
+        # Generator step.
+        d_gen = discriminator(generator(torch.randn_like(latent)))
+        loss_g = -d_gen.mean() if self.hparams.gan_loss == "hinge" else F.softplus(-d_gen).mean()
+        opt_g.zero_grad(set_to_none=True)
+        self.manual_backward(loss_g)
+        opt_g.step()
+
+        # EMA with a warm-up, so that short CPU runs are not dominated by the random init.
+        step = self.global_step // 2
+        self.model.update_ema(min(self.hparams.ema_decay, (1 + step) / (10 + step)))
+        self.log_dict({"loss_d": loss_d.detach(), "loss_g": loss_g.detach()}, prog_bar=True)
+        return {"loss": loss_d.detach() + loss_g.detach()}
+
+    def on_train_epoch_end(self) -> None:
+        every = self.hparams.sample_every_n_epochs
+        last = self.current_epoch + 1 == self.trainer.max_epochs
+        if every and ((self.current_epoch + 1) % every == 0 or last):
+            self._save_samples()
+
+    def _save_samples(self) -> None:
+        if not self.trainer.is_global_zero:
+            return
+        with torch.no_grad():
+            images = self.model.generator_ema(self._sample_latents.to(self.device))
+        root = Path(self.trainer.log_dir or self.trainer.default_root_dir)
+        path = root / "gan_samples" / f"epoch_{self.current_epoch + 1:04d}.png"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with atomic_path(path) as tmp:
+            save_image(images * 0.5 + 0.5, tmp, nrow=4, format="png")
+        if self.logger is not None and hasattr(self.logger.experiment, "add_image"):
+            grid = torch.cat(list(images[:8] * 0.5 + 0.5), dim=-1)
+            self.logger.experiment.add_image("gan_samples", grid, self.current_epoch)
+
+    # --- inversion at validation / test / predict ----------------------------------------------
+    def _invert_step(self, batch: Batch) -> Batch:
+        result = self.model.invert(batch.image)
+        maps = anomaly_map(batch.image, result)
+        batch.update(pred_score=image_score(maps), anomaly_map=maps)
+        # The mask-free inpainting result G(ẑ), in the input's [0, 1] range (not a batch field
+        # anomalib knows, so it is attached as an attribute).
+        batch.restored_image = (result.restored * 0.5 + 0.5).clamp(0, 1)
+        return batch
+
+    def validation_step(self, batch: Batch, *args, **kwargs) -> STEP_OUTPUT:
+        del args, kwargs
+        return self._invert_step(batch)
+
+    def test_step(self, batch: Batch, *args, **kwargs) -> STEP_OUTPUT:
+        del args, kwargs
+        return self._invert_step(batch)
+
+    def predict_step(self, batch: Batch, *args, **kwargs) -> STEP_OUTPUT:
+        del args, kwargs
+        return self._invert_step(batch)
+
+    # --- checkpoints ---------------------------------------------------------------------------
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        saved = checkpoint.get("hyper_parameters", {})
+        mismatched = {
+            key: (saved[key], self.hparams[key])
+            for key in ARCHITECTURE_KEYS
+            if key in saved and saved[key] != self.hparams[key]
+        }
+        if mismatched:
+            detail = ", ".join(
+                f"{key}={ckpt!r} in the checkpoint but {mine!r} here"
+                for key, (ckpt, mine) in mismatched.items()
+            )
+            options = " ".join(f"--model.{key} {ckpt}" for key, (ckpt, _) in mismatched.items())
+            msg = (
+                f"{self.__class__.__name__}: checkpoint does not fit this model ({detail}). "
+                f"Create the model with the checkpoint's settings, e.g. `{options}`."
+            )
+            raise ValueError(msg)
+        super().on_load_checkpoint(checkpoint)
+
+
+class Rgi(GanInversionModule, AnomalibModule):
+    """Robust GAN-inversion (eq. 3): the anomaly map is the learned sparse mask M̂."""
+
+    _METHOD: ClassVar[dict[str, Any]] = {
+        "objective": "rgi",
+        "lam": 0.4,
+        "iterations": 2000,
+        "mask_update": "adam",
+        "finetune_iterations": 0,
+    }
+
+
+class RRgi(GanInversionModule, AnomalibModule):
+    """Relaxed RGI (eq. 4): RGI plus per-image generator fine-tuning late in the solve."""
+
+    _METHOD: ClassVar[dict[str, Any]] = {
+        "objective": "rgi",
+        "lam": 0.12,
+        "iterations": 2000,
+        "mask_update": "adam",
+        "finetune_iterations": 1500,
+    }
+
+
+class AnoGan(GanInversionModule, AnomalibModule):
+    """AnoGAN baseline: plain l2 inversion; the anomaly map is the residual |x − G(ẑ)|."""
+
+    _METHOD: ClassVar[dict[str, Any]] = {
+        "objective": "l2",
+        "lam": 0.4,  # unused: no mask
+        "iterations": 2000,
+        "mask_update": "adam",
+        "finetune_iterations": 0,
+    }

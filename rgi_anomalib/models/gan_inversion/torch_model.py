@@ -1,0 +1,67 @@
+"""Pure-torch GAN-inversion model: generator, discriminator, EMA generator and the solver."""
+
+from __future__ import annotations
+
+import copy
+
+import torch
+from anomalib.data import InferenceBatch
+from torch import nn
+
+from .anomaly_map import anomaly_map, image_score
+from .networks import Backbone, Discriminator, Generator
+from .solver import CandidatePool, InversionConfig, InversionResult, invert
+
+
+class GanInversionModel(nn.Module):
+    """Holds the GAN; in eval mode ``forward`` inverts a batch and returns an ``InferenceBatch``.
+
+    The EMA copy of the generator (smoother than the raw training weights) is the one inverted.
+    """
+
+    def __init__(
+        self,
+        image_size: int,
+        inversion: InversionConfig,
+        latent_dim: int = 128,
+        channels: int = 3,
+        base_width: int = 32,
+        max_width: int = 256,
+        backbone: Backbone = "dcgan",
+        spectral_norm: bool = True,
+    ) -> None:
+        super().__init__()
+        self.image_size = image_size
+        self.inversion = inversion
+        self.generator = Generator(image_size, latent_dim, channels, base_width, max_width, backbone)
+        self.discriminator = Discriminator(
+            image_size, channels, base_width, max_width, backbone, spectral_norm
+        )
+        self.generator_ema = copy.deepcopy(self.generator).eval().requires_grad_(False)
+        self._pool = CandidatePool()
+
+    @torch.no_grad()
+    def update_ema(self, decay: float) -> None:
+        """θ_ema ← decay·θ_ema + (1−decay)·θ; buffers (BatchNorm statistics) are copied."""
+        for ema, live in zip(
+            self.generator_ema.parameters(), self.generator.parameters(), strict=True
+        ):
+            ema.lerp_(live, 1.0 - decay)
+        for ema, live in zip(self.generator_ema.buffers(), self.generator.buffers(), strict=True):
+            ema.copy_(live)
+
+    def invert(self, images: torch.Tensor) -> InversionResult:
+        """Run the configured solver on a batch of images in [-1, 1]."""
+        use_d = self.inversion.discriminator_weight > 0
+        return invert(
+            self.generator_ema,
+            images,
+            self.inversion,
+            self.discriminator if use_d else None,
+            self._pool,
+        )
+
+    def forward(self, images: torch.Tensor) -> InferenceBatch:
+        result = self.invert(images)
+        maps = anomaly_map(images, result)
+        return InferenceBatch(pred_score=image_score(maps), anomaly_map=maps)
