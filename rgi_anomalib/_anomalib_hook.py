@@ -20,13 +20,13 @@ _TRIGGER = "anomalib.models"
 class _RegisterAfterExec:
     """Wraps the real loader of ``anomalib.models``; registers our models once it has run."""
 
-    def __init__(self, loader) -> None:  # noqa: ANN001
+    def __init__(self, loader) -> None:
         self._loader = loader
 
-    def create_module(self, spec):  # noqa: ANN001, ANN201
+    def create_module(self, spec):
         return self._loader.create_module(spec)
 
-    def exec_module(self, module) -> None:  # noqa: ANN001
+    def exec_module(self, module) -> None:
         self._loader.exec_module(module)
         # When our models module is the one importing anomalib, it registers itself at its end.
         if "rgi_anomalib.models" not in sys.modules:
@@ -36,7 +36,7 @@ class _RegisterAfterExec:
 class _AnomalibModelsFinder:
     """A ``sys.meta_path`` finder (duck-typed: importlib.abc costs ~9 ms at every start)."""
 
-    def find_spec(self, fullname, path, target=None):  # noqa: ANN001, ANN201
+    def find_spec(self, fullname, path, target=None):
         if fullname != _TRIGGER:
             return None
         sys.meta_path.remove(self)  # one shot

@@ -24,7 +24,7 @@ def _patch_jsonargparse() -> None:
     """
     original = jsonargparse._typehints.resolve_class_path_by_name
 
-    def resolve_class_path_by_name(cls, name: str) -> str:  # noqa: ANN001
+    def resolve_class_path_by_name(cls, name: str) -> str:
         class_path = original(cls, name)
         if "." in class_path or isinstance(cls, tuple):
             return class_path

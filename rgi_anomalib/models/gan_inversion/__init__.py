@@ -1,6 +1,6 @@
 """GAN-inversion anomaly models: AnoGAN, RGI and R-RGI on one solver."""
 
-from .lightning_model import AnoGan, GanInversionModule, RRgi, Rgi
+from .lightning_model import AnoGan, GanInversionModule, Rgi, RRgi
 from .solver import InversionConfig, InversionResult, invert
 from .torch_model import GanInversionModel
 

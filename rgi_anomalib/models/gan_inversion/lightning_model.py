@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 import torch
-import torch.nn.functional as F  # noqa: N812
+import torch.nn.functional as F
 from anomalib import LearningType
 from anomalib.data import Batch
 from anomalib.models.components import AnomalibModule
@@ -97,8 +97,8 @@ class GanInversionModule:
         seed: int = 0,
         pre_processor: PreProcessor | bool = True,
         post_processor: torch.nn.Module | bool = True,
-        evaluator: Any = True,  # noqa: ANN401 - anomalib's Evaluator | bool
-        visualizer: Any = True,  # noqa: ANN401 - anomalib's Visualizer | bool
+        evaluator: Any = True,
+        visualizer: Any = True,
     ) -> None:
         check_image_size(image_size)
         if gan_loss not in ("nonsaturating", "hinge"):
@@ -118,7 +118,9 @@ class GanInversionModule:
             mask_per_channel=mask_per_channel,
             discriminator_weight=discriminator_weight,
             finetune_iterations=(
-                method["finetune_iterations"] if finetune_iterations is None else finetune_iterations
+                method["finetune_iterations"]
+                if finetune_iterations is None
+                else finetune_iterations
             ),
             lr_generator=lr_finetune,
             init_candidates=init_candidates,

@@ -8,11 +8,12 @@ Two families share one layout (4×4 → image_size by doubling):
 
 from __future__ import annotations
 
+import itertools
 import math
 from typing import Literal
 
 import torch
-import torch.nn.functional as F  # noqa: N812
+import torch.nn.functional as F
 from torch import nn
 
 Backbone = Literal["dcgan", "progan"]
@@ -117,7 +118,7 @@ class Generator(nn.Module):
                         nn.BatchNorm2d(w_out),
                         nn.ReLU(inplace=True),
                     )
-                    for w_in, w_out in zip(widths[:-1], widths[1:], strict=True)
+                    for w_in, w_out in itertools.pairwise(widths)
                 )
             )
             self.to_image = nn.Conv2d(widths[-1], channels, 3, 1, 1)
@@ -143,7 +144,7 @@ class Generator(nn.Module):
                         nn.LeakyReLU(0.2),
                         PixelNorm(),
                     )
-                    for w_in, w_out in zip(widths[:-1], widths[1:], strict=True)
+                    for w_in, w_out in itertools.pairwise(widths)
                 )
             )
             self.to_image = EqualizedConv2d(widths[-1], channels, 1)
@@ -188,12 +189,14 @@ class Discriminator(nn.Module):
             self.blocks = nn.Sequential(
                 *(
                     nn.Sequential(sn(nn.Conv2d(w_in, w_out, 4, 2, 1)), nn.LeakyReLU(0.2))
-                    for w_in, w_out in zip(widths[:-1], widths[1:], strict=True)
+                    for w_in, w_out in itertools.pairwise(widths)
                 )
             )
             self.head = nn.Sequential(nn.Flatten(), sn(nn.Linear(widths[-1] * 16, 1)))
         elif backbone == "progan":
-            self.from_image = nn.Sequential(EqualizedConv2d(channels, widths[0], 1), nn.LeakyReLU(0.2))
+            self.from_image = nn.Sequential(
+                EqualizedConv2d(channels, widths[0], 1), nn.LeakyReLU(0.2)
+            )
             self.blocks = nn.Sequential(
                 *(
                     nn.Sequential(
@@ -203,7 +206,7 @@ class Discriminator(nn.Module):
                         nn.LeakyReLU(0.2),
                         nn.AvgPool2d(2),
                     )
-                    for w_in, w_out in zip(widths[:-1], widths[1:], strict=True)
+                    for w_in, w_out in itertools.pairwise(widths)
                 )
             )
             self.head = nn.Sequential(

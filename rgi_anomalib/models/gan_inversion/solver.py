@@ -152,7 +152,13 @@ class CandidatePool:
     @staticmethod
     def _weights_key(generator: nn.Module, config: InversionConfig) -> tuple:
         versions = tuple(t._version for t in generator.state_dict().values())
-        return (id(generator), versions, config.init_candidates, config.seed, config.init_distribution)
+        return (
+            id(generator),
+            versions,
+            config.init_candidates,
+            config.seed,
+            config.init_distribution,
+        )
 
     @torch.no_grad()
     def get(
@@ -160,7 +166,9 @@ class CandidatePool:
     ) -> tuple[torch.Tensor, torch.Tensor]:
         key = self._weights_key(generator, config)
         if key != self._key or self.latents is None or self.latents.device != device:
-            latents = _sample_latents(config.init_candidates, generator.latent_dim, config).to(device)
+            latents = _sample_latents(config.init_candidates, generator.latent_dim, config).to(
+                device
+            )
             self.images = torch.cat([generator(part) for part in latents.split(chunk)])
             self.latents, self._key = latents, key
         return self.latents, self.images

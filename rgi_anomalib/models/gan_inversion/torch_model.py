@@ -33,7 +33,9 @@ class GanInversionModel(nn.Module):
         super().__init__()
         self.image_size = image_size
         self.inversion = inversion
-        self.generator = Generator(image_size, latent_dim, channels, base_width, max_width, backbone)
+        self.generator = Generator(
+            image_size, latent_dim, channels, base_width, max_width, backbone
+        )
         self.discriminator = Discriminator(
             image_size, channels, base_width, max_width, backbone, spectral_norm
         )

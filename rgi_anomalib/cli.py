@@ -1,0 +1,43 @@
+"""``rgi-anomalib``: anomalib's CLI with our models registered, plus ``benchmark``.
+
+``rgi-anomalib train|test|predict|fit|validate|export ...`` behave exactly like the same
+``anomalib`` sub-commands (the plain ``anomalib`` command works too, see _anomalib_hook).
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Sequence
+
+USAGE = """usage: rgi-anomalib <command> [options]
+
+commands:
+  train, fit, validate, test, predict, export
+                anomalib's sub-commands, with Rgi, RRgi, AnoGan and Rasl registered
+                (e.g. rgi-anomalib train --model rgi --data anomalib.data.Folder ...)
+  benchmark     compare methods on synthetic BTAD: --config FILE [--check BASELINE]
+                (rgi-anomalib benchmark --help)
+"""
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``rgi-anomalib`` console script."""
+    args = list(sys.argv[1:] if argv is None else argv)
+    if not args or args[0] in ("-h", "--help"):
+        print(USAGE)
+        return 0 if args else 2
+    if args[0] == "benchmark":
+        from rgi_anomalib.benchmark.cli import main as benchmark_main
+
+        return benchmark_main(args[1:])
+
+    from anomalib.cli.cli import AnomalibCLI
+
+    import rgi_anomalib.models  # noqa: F401 - registers our models before argument parsing
+
+    AnomalibCLI(args)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

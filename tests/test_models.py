@@ -1,0 +1,104 @@
+"""Rgi / RRgi / AnoGan as anomalib models: construction errors, Engine fit/test, checkpoints."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+from anomalib.data import Folder
+
+from rgi_anomalib.models import AnoGan, Rgi, RRgi
+
+FAST = {
+    "image_size": 32,
+    "max_epochs": 2,
+    "iterations": 20,
+    "mask_update": "closed_form",
+    "init_candidates": 16,
+    "sample_every_n_epochs": 0,
+    "visualizer": False,
+}
+
+
+def folder_datamodule(root: Path) -> Folder:
+    return Folder(
+        name="tiny",
+        root=root,
+        normal_dir="train/good",
+        abnormal_dir="test/defect",
+        mask_dir="ground_truth/defect",
+        normal_test_dir="test/good",
+        train_batch_size=16,
+        eval_batch_size=12,
+        num_workers=0,
+        seed=0,
+    )
+
+
+def test_method_defaults_follow_the_paper() -> None:
+    rgi, rrgi, anogan = Rgi(), RRgi(), AnoGan()
+    assert (rgi.inversion.objective, rgi.inversion.lam, rgi.inversion.iterations) == (
+        "rgi",
+        0.4,
+        2000,
+    )
+    assert rgi.inversion.finetune_iterations == 0
+    assert (rrgi.inversion.lam, rrgi.inversion.finetune_iterations) == (0.12, 1500)
+    assert rrgi.inversion.lr_generator == 1e-5
+    assert anogan.inversion.objective == "l2" and not anogan.inversion.uses_mask
+    assert rgi.inversion.lr_latent == rgi.inversion.lr_mask == 0.1
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"lam": 0.0}, "lam"),
+        ({"lam": -0.4}, "lam"),
+        ({"iterations": 0}, "iterations"),
+        ({"image_size": 100}, "image_size=100 cannot be produced"),
+        ({"image_size": 512}, "image_size=512 cannot be produced"),
+        ({"max_epochs": 0}, "max_epochs"),
+    ],
+)
+def test_bad_arguments_raise_one_clear_error(kwargs: dict, message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        Rgi(**kwargs)
+
+
+@pytest.mark.slow
+def test_fit_test_predict_and_checkpoint_round_trip(tiny_folder: Path, tmp_path: Path) -> None:
+    from anomalib.engine import Engine
+
+    datamodule = folder_datamodule(tiny_folder)
+    model = Rgi(**FAST)
+    engine = Engine(default_root_dir=tmp_path, logger=False)
+    engine.fit(model, datamodule=datamodule)
+    (metrics,) = engine.test(model, datamodule=datamodule)
+    assert {"pixel_AUROC", "pixel_F1Score", "image_AUROC"} <= set(metrics)
+    assert metrics["pixel_AUROC"] > 0.9  # the tiny dataset's defects are bright red discs
+
+    # Thresholds were fitted in validation (not NaN), so pred_mask is meaningful.
+    assert torch.isfinite(model.post_processor.pixel_threshold)
+
+    predictions = engine.predict(model, datamodule=datamodule)
+    batch = predictions[0]
+    assert batch.anomaly_map.shape[-2:] == (32, 32)
+    assert batch.pred_mask is not None
+    assert batch.restored_image.shape == batch.image.shape
+    assert batch.restored_image.min() >= 0 and batch.restored_image.max() <= 1
+
+    checkpoint = engine.trainer.checkpoint_callback.best_model_path or str(tmp_path / "m.ckpt")
+    engine.trainer.save_checkpoint(checkpoint)
+    images = next(iter(datamodule.test_dataloader())).image
+    images = model.pre_processor.transform(images)
+    reloaded = Rgi.load_from_checkpoint(checkpoint, visualizer=False).eval()
+    before, after = model.model.eval()(images), reloaded.model(images)
+    assert torch.equal(before.anomaly_map, after.anomaly_map)
+    assert reloaded.hparams.lam == 0.4 and reloaded.inversion.mask_update == "closed_form"
+
+    # A checkpoint only fits a model with the same architecture.
+    with pytest.raises(ValueError, match="image_size=32 in the checkpoint but 64 here"):
+        Engine(default_root_dir=tmp_path, logger=False).test(
+            Rgi(image_size=64, visualizer=False), datamodule=datamodule, ckpt_path=checkpoint
+        )
