@@ -1,0 +1,60 @@
+"""synthetic_btad: the RGI paper's synthetic BTAD product-03 benchmark (Appendix F).
+
+Builds an anomalib ``Folder``-readable dataset: defect-free training images, and per defect
+category (crack, irregular, scratch, mixed_large) test images whose defect region is filled with
+the region's mean colour, plus ground-truth masks, a manifest and a summary. Without BTAD or
+MVTec AD on disk it uses generated stand-ins, labelled as such.
+
+Importing this package is cheap (numpy, Pillow); it never imports torch or the GAN models.
+"""
+
+__version__ = "0.1.0"
+
+from synthetic_btad.build import (
+    FORMAT,
+    MANIFEST_FILE,
+    SUMMARY_FILE,
+    Summary,
+    build_dataset,
+    derive_seed,
+    is_dataset,
+    load_summary,
+)
+from synthetic_btad.errors import (
+    ImageReadError,
+    LayoutError,
+    MaskError,
+    NotEnoughDataError,
+    OutputExistsError,
+    SyntheticBTADError,
+)
+from synthetic_btad.fill import fill_defect, region_mean_colour
+from synthetic_btad.masks import (
+    CATEGORIES,
+    DEFAULT_NAME_RULES,
+    GroupingRules,
+    load_mvtec_masks,
+)
+
+__all__ = [
+    "CATEGORIES",
+    "DEFAULT_NAME_RULES",
+    "FORMAT",
+    "MANIFEST_FILE",
+    "SUMMARY_FILE",
+    "GroupingRules",
+    "ImageReadError",
+    "LayoutError",
+    "MaskError",
+    "NotEnoughDataError",
+    "OutputExistsError",
+    "Summary",
+    "SyntheticBTADError",
+    "build_dataset",
+    "derive_seed",
+    "fill_defect",
+    "is_dataset",
+    "load_mvtec_masks",
+    "load_summary",
+    "region_mean_colour",
+]

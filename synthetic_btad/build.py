@@ -1,0 +1,407 @@
+"""Build a synthetic BTAD dataset (paper Appendix F) atomically into an anomalib Folder layout."""
+
+from __future__ import annotations
+
+import csv
+import json
+import shutil
+import statistics
+import tempfile
+from collections import Counter
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import PIL
+
+from synthetic_btad import __version__
+from synthetic_btad.bases import btad_pool, generate_base, load_base, resolve_counts
+from synthetic_btad.errors import NotEnoughDataError, OutputExistsError
+from synthetic_btad.fill import fill_defect
+from synthetic_btad.io import write_png
+from synthetic_btad.masks import CATEGORIES, GroupingRules, MaskLibrary, load_mvtec_masks
+from synthetic_btad.procedural import PROCEDURAL_FAMILIES, generate_mask
+
+FORMAT = "synthetic_btad/1"
+SUMMARY_FILE = "summary.json"
+MANIFEST_FILE = "manifest.csv"
+MASK_SUFFIX = "_mask"
+STAND_IN = "generated_stand_in"
+MANIFEST_COLUMNS = (
+    "file", "split", "category", "base_kind", "base_source", "mask_file", "mask_kind",
+    "mask_source", "defect_type", "area", "area_ref", "fill_r", "fill_g", "fill_b", "seed",
+)  # fmt: skip
+
+# Fixed stream ids: a category's images do not change when other categories are left out.
+_STREAMS = {"split": 1, "train": 2, "base": 3, "defect": 4}
+_CAT_INDEX = {cat: i for i, cat in enumerate(CATEGORIES)}
+
+Progress = Callable[[int, int], None]  # (done, total)
+Notice = Callable[[str], None]
+
+
+def derive_seed(seed: int, stream: str, *index: int) -> int:
+    """Independent 32-bit seed for one random step, from the master seed and its position."""
+    seq = np.random.SeedSequence([seed, _STREAMS[stream], *index])
+    return int(seq.generate_state(1, dtype=np.uint32)[0])
+
+
+@dataclass(frozen=True)
+class Summary:
+    """What was built: the parsed ``summary.json`` of a dataset plus its location."""
+
+    root: Path
+    data: dict[str, Any]
+
+    @property
+    def counts(self) -> dict[str, int]:
+        return self.data["counts"]
+
+    @property
+    def categories(self) -> list[str]:
+        return self.data["parameters"]["categories"]
+
+    @property
+    def stand_ins(self) -> dict[str, bool]:
+        return self.data["stand_ins"]
+
+    @property
+    def layout(self) -> dict[str, Any]:
+        return self.data["layout"]
+
+
+def load_summary(root: Path | str) -> Summary:
+    """Read a built dataset's summary; raises FileNotFoundError if ``root`` is not one."""
+    root = Path(root)
+    data = json.loads((root / SUMMARY_FILE).read_text(encoding="utf-8"))
+    if data.get("format") != FORMAT:
+        raise ValueError(f"{root / SUMMARY_FILE} is not a {FORMAT} summary")
+    return Summary(root=root, data=data)
+
+
+def is_dataset(root: Path | str) -> bool:
+    """True if ``root`` holds a complete dataset (the summary is the last thing written)."""
+    try:
+        load_summary(root)
+    except (OSError, ValueError):
+        return False
+    return True
+
+
+def _stats(values: Sequence[int]) -> dict[str, float]:
+    if not values:
+        return {}
+    return {
+        "min": int(min(values)),
+        "median": float(statistics.median(values)),
+        "mean": round(float(statistics.fmean(values)), 3),
+        "max": int(max(values)),
+    }
+
+
+def _check_output(out: Path, overwrite: bool) -> None:
+    if not out.exists():
+        return
+    if out.is_dir() and not any(out.iterdir()):
+        return
+    if not overwrite:
+        raise OutputExistsError(f"output {out} already exists; pass overwrite=True (--overwrite)")
+    if not is_dataset(out):
+        # --overwrite deletes the old directory: only ever do that to our own output.
+        raise OutputExistsError(
+            f"refusing to overwrite {out}: it is not a synthetic_btad dataset (no valid "
+            f"{SUMMARY_FILE}); remove it yourself or choose another --out"
+        )
+
+
+def _publish(tmp: Path, out: Path, overwrite: bool, token: str) -> None:
+    """Move the finished temporary tree to ``out`` (rename: never a half-written dataset)."""
+    _check_output(out, overwrite)
+    old = None
+    if out.exists():
+        if out.is_dir() and not any(out.iterdir()):
+            out.rmdir()
+        else:
+            old = out.with_name(f"{out.name}.old-{token}")
+            out.replace(old)
+    tmp.replace(out)
+    if old is not None:
+        shutil.rmtree(old)
+
+
+def _mask_library_info(lib: MaskLibrary) -> dict[str, Any]:
+    per_cat = {}
+    for cat in CATEGORIES:
+        recs = lib.by_category[cat]
+        per_cat[cat] = {
+            "n_masks": len(recs),
+            "defect_types": dict(
+                sorted(Counter(f"{r.mvtec_category}/{r.defect_type}" for r in recs).items())
+            ),
+            "area_ref": _stats([r.area_ref for r in recs]),
+            "area_out": _stats([r.area_out for r in recs]),
+        }
+    return {"per_category": per_cat, "skipped": lib.skipped}
+
+
+def build_dataset(
+    out: Path | str,
+    *,
+    btad_root: Path | str | None = None,
+    mvtec_root: Path | str | None = None,
+    size: int = 128,
+    seed: int = 0,
+    n_train: int | None = None,
+    n_test_per_category: int | None = None,
+    categories: Sequence[str] = CATEGORIES,
+    include_test_good: bool = True,
+    grouping_rules: Mapping[str, Sequence[str]] | None = None,
+    large_area_threshold: int = 400,
+    area_reference_size: int = 128,
+    btad_product: str = "03",
+    btad_use_test_ok: bool = False,
+    overwrite: bool = False,
+    progress: Progress | None = None,
+    notice: Notice | None = None,
+) -> Summary:
+    """Write the synthetic BTAD benchmark to ``out`` and return its summary.
+
+    ``btad_root`` / ``mvtec_root`` set to None use generated stand-ins (labelled as such in the
+    manifest and summary, and announced through ``notice``). Counts left as None follow the paper
+    (900 train images, 100 defect bases = 100 test images per category) when enough images exist.
+    Each category's i-th test image is defect-filled from base i with a mask drawn for it at random.
+    The result is a function of the arguments only: same arguments and seed => identical bytes.
+    Everything is written into a temporary sibling of ``out`` and renamed at the end.
+    """
+    if not isinstance(size, int) or not 8 <= size <= 4096:
+        raise ValueError(f"size must be an integer in [8, 4096], got {size!r}")
+    if not isinstance(seed, int) or seed < 0:
+        raise ValueError(f"seed must be a non-negative integer, got {seed!r}")
+    categories = list(categories)
+    bad = [c for c in categories if c not in CATEGORIES]
+    if bad or not categories or len(set(categories)) != len(categories):
+        raise ValueError(f"categories must be distinct values from {CATEGORIES}, got {categories}")
+    categories = [c for c in CATEGORIES if c in categories]  # canonical order
+    rules = GroupingRules(
+        name_rules=dict(grouping_rules)
+        if grouping_rules is not None
+        else GroupingRules().name_rules,
+        large_area_threshold=large_area_threshold,
+        reference_size=area_reference_size,
+    )
+    say = notice or (lambda _msg: None)
+    notices: list[str] = []
+
+    def note(msg: str) -> None:
+        notices.append(msg)
+        say(msg)
+
+    out = Path(out)
+    _check_output(out, overwrite)
+
+    # --- plan the base images (validates the BTAD root and the counts before writing) ---
+    if btad_root is not None:
+        btad_root = Path(btad_root)
+        base_pool = btad_pool(btad_root, btad_product, btad_use_test_ok)
+        pool_size: int | None = len(base_pool)
+        n_train, n_bases, count_rule = resolve_counts(pool_size, n_train, n_test_per_category)
+        # The paper draws the defect bases at random; the rest (up to n_train) is for training.
+        perm = np.random.default_rng(derive_seed(seed, "split")).permutation(len(base_pool))
+        base_src = [base_pool[k] for k in sorted(int(k) for k in perm[:n_bases])]
+        train_src = [
+            base_pool[k] for k in sorted(int(k) for k in perm[n_bases : n_bases + n_train])
+        ]
+        if count_rule.startswith("only"):
+            note(f"BTAD: {count_rule}: {n_train} train, {n_bases} defect bases")
+    else:
+        n_train, n_bases, count_rule = resolve_counts(None, n_train, n_test_per_category)
+        train_src, base_src, pool_size = [], [], None
+        note(
+            "no BTAD root given: using generated product-03-like stand-in base images "
+            f"(labelled '{STAND_IN}' in manifest and summary)"
+        )
+
+    # --- plan the masks ---
+    library: MaskLibrary | None = None
+    if mvtec_root is not None:
+        library = load_mvtec_masks(Path(mvtec_root), rules, size)
+        empty = [c for c in categories if not library.by_category[c]]
+        if empty:
+            raise NotEnoughDataError(
+                f"no masks in categor{'y' if len(empty) == 1 else 'ies'} {empty} after grouping "
+                f"the masks of {mvtec_root} (per category: {library.counts()}; "
+                f"rules: {rules.to_dict()['area_rule']}, name rules {dict(rules.name_rules)}); "
+                "adjust the grouping rules or the categories"
+            )
+    else:
+        note(
+            "no MVTec AD root given: using generated stand-in defect masks "
+            f"(labelled '{STAND_IN}' in manifest and summary)"
+        )
+
+    n_good = n_bases if include_test_good else 0
+    total = n_train + n_good + n_bases * len(categories)
+    digits = max(4, len(str(max(n_train, n_bases) - 1)))
+
+    def name(i: int) -> str:
+        return f"{i:0{digits}d}"
+
+    def base_image(split: str, i: int) -> tuple[np.ndarray, str, str, int]:
+        """(pixels, kind, source, seed) of train image i or defect base i."""
+        src = train_src if split == "train" else base_src
+        if src:
+            path = src[i]
+            source = path.relative_to(btad_root).as_posix()
+            # Real bases were picked by the split permutation: record that step's seed.
+            return load_base(path, size), "btad", source, derive_seed(seed, "split")
+        s = derive_seed(seed, split, i)
+        return generate_base(np.random.default_rng(s), size), STAND_IN, f"generated:{split}:{i}", s
+
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f"{out.name}.tmp-", dir=out.parent))
+    token = tmp.name.rsplit("-", 1)[-1]
+    rows_train: list[dict] = []
+    rows_good: list[dict] = []
+    rows_cat: dict[str, list[dict]] = {c: [] for c in categories}
+    done = 0
+    try:
+        (tmp / "train" / "good").mkdir(parents=True)
+        if include_test_good:
+            (tmp / "test" / "good").mkdir(parents=True)
+        for cat in categories:
+            (tmp / "test" / cat).mkdir(parents=True)
+            (tmp / "ground_truth" / cat).mkdir(parents=True)
+        empty_row = dict.fromkeys(MANIFEST_COLUMNS, "")
+
+        for i in range(n_train):
+            x, kind, source, s = base_image("train", i)
+            rel = f"train/good/{name(i)}.png"
+            write_png(tmp / rel, x)
+            rows_train.append(
+                {**empty_row, "file": rel, "split": "train", "category": "good",
+                 "base_kind": kind, "base_source": source, "seed": s}
+            )  # fmt: skip
+            done += 1
+            if progress:
+                progress(done, total)
+
+        for i in range(n_bases):
+            x, kind, source, s = base_image("base", i)
+            base_row = {**empty_row, "split": "test", "base_kind": kind, "base_source": source}
+            if include_test_good:
+                rel = f"test/good/{name(i)}.png"
+                write_png(tmp / rel, x)
+                rows_good.append({**base_row, "file": rel, "category": "good", "seed": s})
+                done += 1
+                if progress:
+                    progress(done, total)
+            for cat in categories:
+                s = derive_seed(seed, "defect", _CAT_INDEX[cat], i)
+                rng = np.random.default_rng(s)
+                if library is not None:
+                    masks = library.by_category[cat]
+                    rec = masks[int(rng.integers(len(masks)))]
+                    mask, area_ref = rec.mask, rec.area_ref
+                    mask_kind, mask_source = "mvtec", rec.source
+                    defect_type = f"{rec.mvtec_category}/{rec.defect_type}"
+                else:
+                    gen = generate_mask(cat, rng, size, rules)
+                    mask, area_ref = gen.mask, gen.area_ref
+                    mask_kind, mask_source, defect_type = STAND_IN, f"generated:{cat}", cat
+                x_sys, colour = fill_defect(x, mask)
+                rel = f"test/{cat}/{name(i)}.png"
+                rel_mask = f"ground_truth/{cat}/{name(i)}{MASK_SUFFIX}.png"
+                write_png(tmp / rel, x_sys)
+                write_png(tmp / rel_mask, mask.astype(np.uint8) * 255)
+                rows_cat[cat].append(
+                    {**base_row, "file": rel, "category": cat, "mask_file": rel_mask,
+                     "mask_kind": mask_kind, "mask_source": mask_source,
+                     "defect_type": defect_type, "area": int(mask.sum()), "area_ref": area_ref,
+                     "fill_r": int(colour[0]), "fill_g": int(colour[1]), "fill_b": int(colour[2]),
+                     "seed": s}
+                )  # fmt: skip
+                done += 1
+                if progress:
+                    progress(done, total)
+
+        rows = rows_train + rows_good + [r for c in categories for r in rows_cat[c]]
+        with (tmp / MANIFEST_FILE).open("w", newline="", encoding="utf-8") as fh:
+            writer = csv.DictWriter(fh, fieldnames=MANIFEST_COLUMNS, lineterminator="\n")
+            writer.writeheader()
+            writer.writerows(rows)
+
+        data = {
+            "format": FORMAT,
+            "generator": {
+                "package": "synthetic_btad",
+                "version": __version__,
+                "numpy": np.__version__,
+                "pillow": PIL.__version__,
+            },
+            "parameters": {
+                "size": size,
+                "seed": seed,
+                "n_train": n_train,
+                "n_test_per_category": n_bases,
+                "categories": categories,
+                "include_test_good": include_test_good,
+                "btad_root": None if btad_root is None else str(Path(btad_root).resolve()),
+                "btad_product": btad_product,
+                "btad_use_test_ok": btad_use_test_ok,
+                "mvtec_root": None if mvtec_root is None else str(Path(mvtec_root).resolve()),
+                "grouping": rules.to_dict(),
+            },
+            "stand_ins": {"bases": btad_root is None, "masks": library is None},
+            "sources": {
+                "bases": {
+                    "kind": "btad" if btad_root is not None else STAND_IN,
+                    "pool_size": pool_size,
+                    "count_rule": count_rule,
+                    "selection": (
+                        "random permutation (seed stream 'split'): first n_test_per_category "
+                        "are defect bases, the next n_train are training images"
+                        if btad_root is not None
+                        else "procedural machined-metal texture, one seed per image"
+                    ),
+                },
+                "masks": (
+                    {"kind": "mvtec", **_mask_library_info(library)}
+                    if library is not None
+                    else {"kind": STAND_IN, "families": PROCEDURAL_FAMILIES}
+                ),
+                "fill": "x_sys = (1 - M) * x + M * C, C = per-channel mean of x over M, rounded",
+            },
+            "counts": {
+                "train/good": len(rows_train),
+                "test/good": len(rows_good),
+                **{f"test/{c}": len(rows_cat[c]) for c in categories},
+                "total_images": len(rows),
+            },
+            "areas": {
+                c: {
+                    "area": _stats([r["area"] for r in rows_cat[c]]),
+                    "area_ref": _stats([r["area_ref"] for r in rows_cat[c]]),
+                }
+                for c in categories
+            },
+            "layout": {
+                "normal_dir": "train/good",
+                "normal_test_dir": "test/good" if include_test_good else None,
+                "abnormal_dirs": {c: f"test/{c}" for c in categories},
+                "mask_dirs": {c: f"ground_truth/{c}" for c in categories},
+                "mask_name": f"<image stem>{MASK_SUFFIX}.png",
+                "manifest": MANIFEST_FILE,
+            },
+            "notices": notices,
+        }
+        # The summary is written last: its presence marks a complete dataset.
+        (tmp / SUMMARY_FILE).write_text(
+            json.dumps(data, indent=2, sort_keys=True) + "\n", encoding="utf-8"
+        )
+        _publish(tmp, out, overwrite, token)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return Summary(root=out, data=data)

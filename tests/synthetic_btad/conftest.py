@@ -1,0 +1,71 @@
+"""Fixtures for the synthetic_btad tests: tiny datasets and real-data roots built from symlinks.
+
+The real files live in ``shared/data`` beside the repository (never copied into it). Tests that
+need them skip cleanly when that directory is absent.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pytest
+from PIL import Image
+
+# Make sbtad_helpers importable whatever pytest's import mode is.
+if str(Path(__file__).parent) not in sys.path:
+    sys.path.insert(0, str(Path(__file__).parent))
+
+SHARED_DATA = Path(__file__).resolve().parents[2] / ".." / "shared" / "data"
+GRID = SHARED_DATA / "mvtec_ad_grid_otx" / "data" / "mvtec"
+IND_KNN = SHARED_DATA / "mvtec_ad_ind_knn_ad" / "datasets"
+
+
+def _require(path: Path) -> Path:
+    if not path.is_dir():
+        pytest.skip(f"shared real data not available: {path}")
+    return path.resolve()
+
+
+def _link_category(src: Path, dst: Path) -> None:
+    """Mirror ground_truth/<defect>/* and test/<defect>/* of an MVTec category as symlinks."""
+    for sub in ("ground_truth", "test"):
+        for defect in sorted(d for d in (src / sub).iterdir() if d.is_dir()):
+            if defect.name == "good":
+                continue
+            out = dst / sub / defect.name
+            out.mkdir(parents=True, exist_ok=True)
+            for f in sorted(defect.iterdir()):
+                (out / f.name).symlink_to(f)
+
+
+@pytest.fixture(scope="session")
+def real_mvtec_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Standard MVTec AD layout (grid, hazelnut, transistor) of symlinks to the 27 shared masks."""
+    grid = _require(GRID)
+    ind = _require(IND_KNN)
+    root = tmp_path_factory.mktemp("mvtec")
+    _link_category(grid, root / "grid")
+    _link_category(ind / "hazelnut_reduced", root / "hazelnut")
+    _link_category(ind / "transistor_reduced", root / "transistor")
+    return root
+
+
+@pytest.fixture(scope="session")
+def real_btad_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """BTAD layout (<root>/03/train/ok, 4-digit names) of real 256x256 MVTec hazelnut photos.
+
+    20 symlinked PNGs plus 4 converted to BMP (BTAD's format), 24 images in all.
+    """
+    photos = sorted((_require(IND_KNN) / "hazelnut_reduced" / "train" / "good").glob("*.png"))
+    root = tmp_path_factory.mktemp("btad")
+    ok = root / "03" / "train" / "ok"
+    ok.mkdir(parents=True)
+    for i, src in enumerate(photos[:24]):
+        if i < 20:
+            (ok / f"{i:04d}.png").symlink_to(src)
+        else:
+            Image.open(src).convert("RGB").save(ok / f"{i:04d}.bmp")
+    for sub in ("test/ok", "test/ko", "ground_truth/ko"):
+        (root / "03" / sub).mkdir(parents=True)
+    return root
