@@ -1,0 +1,152 @@
+"""``rgi-anomalib benchmark``: run a benchmark config, write tables and plots, guard a baseline."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+from .config import BenchmarkConfig, ConfigError, load_config
+
+MARKER = ".rgi-benchmark-run"
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="rgi-anomalib benchmark",
+        description="Train each model once per dataset and seed, test it on every defect "
+        "category and write results.{csv,json,md}, dice_bar.png and qualitative.png to the run "
+        "directory. Definitions of every metric: docs/benchmark.md.",
+    )
+    p.add_argument("--config", help="benchmark YAML (configs/benchmark/*.yaml)")
+    p.add_argument("--run-dir", help="override the config's run_dir")
+    p.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="replace an existing run directory (only one written by this tool)",
+    )
+    p.add_argument(
+        "--check",
+        metavar="BASELINE",
+        help="after the run (or on --results), compare with a baseline JSON; "
+        "exit 1 on a drop beyond tolerance",
+    )
+    p.add_argument(
+        "--results",
+        metavar="RUN_DIR",
+        help="with --check: check an existing run instead of running --config",
+    )
+    p.add_argument("--make-baseline", metavar="OUT", help="write a baseline JSON from --from-runs")
+    p.add_argument(
+        "--from-runs",
+        nargs="+",
+        metavar="RUN_DIR",
+        default=[],
+        help="run directories of repeated runs of one config (for --make-baseline)",
+    )
+    return p
+
+
+def _prepare_run_dir(run_dir: Path, overwrite: bool) -> None:
+    if run_dir.exists() and (not run_dir.is_dir() or any(run_dir.iterdir())):
+        if not overwrite:
+            raise ConfigError(
+                f"run directory {run_dir} already exists; pass --overwrite to replace it or "
+                "choose another run_dir (--run-dir)"
+            )
+        if not (run_dir / MARKER).exists():
+            raise ConfigError(
+                f"--overwrite refused: {run_dir} was not written by rgi-anomalib benchmark "
+                f"(no {MARKER}); remove it yourself"
+            )
+        print(f"--overwrite: removing the previous run in {run_dir}")
+        shutil.rmtree(run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    (run_dir / MARKER).write_text("written by rgi-anomalib benchmark\n")
+
+
+def _run(cfg: BenchmarkConfig) -> tuple[list[dict], str]:
+    from rich.console import Console
+
+    from .report import write_outputs
+    from .runner import run_benchmark
+
+    console = Console()
+    result = run_benchmark(cfg, console=console)
+    meta = {
+        "config_source": cfg.source,
+        "config": cfg.raw,
+        "image_size": cfg.image_size,
+        "seeds": cfg.seeds,
+        "seconds": round(result.seconds, 1),
+        "notes": result.notes,
+        "finished": time.strftime("%Y-%m-%d %H:%M:%S"),
+    }
+    table = write_outputs(cfg.run_dir, result.rows, meta, result.qualitative)
+    print()
+    print(table)
+    print(f"run time {result.seconds:.1f} s; results in {cfg.run_dir} (all tables: results.md)")
+    return result.rows, table
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(list(sys.argv[1:] if argv is None else argv))
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    try:
+        from .check import check, load_rows, make_baseline
+
+        if args.make_baseline:
+            if len(args.from_runs) < 1:
+                raise ConfigError("--make-baseline needs --from-runs RUN_DIR [RUN_DIR ...]")
+            runs = [load_rows(d) for d in args.from_runs]
+            config = ""
+            meta = json.loads((Path(args.from_runs[0]) / "results.json").read_text())["meta"]
+            config = meta.get("config_source", "")
+            baseline = make_baseline(runs, config=config)
+            Path(args.make_baseline).write_text(json.dumps(baseline, indent=2) + "\n")
+            print(
+                f"wrote {args.make_baseline}: {len(baseline['entries'])} entries, "
+                f"max run-to-run spread {baseline['max_spread']:.4f}"
+            )
+            return 0
+        if args.results:
+            if not args.check:
+                raise ConfigError("--results needs --check BASELINE")
+            rows = load_rows(args.results)
+        else:
+            if not args.config:
+                raise ConfigError("--config FILE is required (or --check with --results)")
+            from .runner import set_malloc_mmap_threshold
+
+            set_malloc_mmap_threshold()  # before torch allocates: keeps PatchCore's memory low
+            cfg = load_config(args.config)
+            if args.run_dir:
+                cfg.run_dir = Path(args.run_dir)
+            from .runner import check_model_spec
+
+            for spec in cfg.models:  # fail before touching the run directory
+                check_model_spec(spec)
+            for data in cfg.datasets:
+                if data.build is None and not (data.root and data.root.is_dir()):
+                    raise ConfigError(
+                        f"dataset {data.name!r}: root {data.root} does not exist "
+                        "(give an existing dataset or a 'build' section)"
+                    )
+            _prepare_run_dir(cfg.run_dir, args.overwrite)
+            rows, _ = _run(cfg)
+        if args.check:
+            baseline_path = Path(args.check)
+            if not baseline_path.is_file():
+                raise ConfigError(f"baseline not found: {baseline_path}")
+            ok, report = check(rows, json.loads(baseline_path.read_text()))
+            print(report)
+            return 0 if ok else 1
+        return 0
+    except ConfigError as exc:
+        print(f"rgi-anomalib benchmark: error: {exc}", file=sys.stderr)
+        return 2

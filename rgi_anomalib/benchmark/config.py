@@ -1,0 +1,223 @@
+"""Benchmark configuration: a small YAML schema, validated strictly (no torch import here)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+CATEGORIES = ("crack", "irregular", "scratch", "mixed_large")
+
+TOP_KEYS = {
+    "run_dir": "output directory (must not exist unless --overwrite)",
+    "image_size": "model working resolution in pixels (maps and masks are scored at it)",
+    "seeds": "list of seeds; each model is trained once per dataset and seed",
+    "categories": "defect categories to test (default: all four)",
+    "datasets": "list of datasets",
+    "models": "list of models",
+    "train_batch_size": "training batch size (default 32)",
+    "eval_batch_size": "test batch size (default 32)",
+    "calibration_images": "train/good images held out to fit the label-free threshold (default 8)",
+    "label_free_percentile": "percentile of normal-image map values used as threshold (99.5)",
+    "qualitative_images": "images per category in qualitative.png (default 2)",
+    "description": "free text, copied to the results",
+}
+MODEL_KEYS = {
+    "name": "display name (unique); also the model to build when class_path is absent",
+    "class_path": "anomalib model name (rgi, patchcore, ...) or dotted path to an AnomalibModule",
+    "init_args": "keyword arguments of the model class",
+    "init_args_per_category": "{category: {inversion field: value}} applied at test time",
+    "trainer_args": "extra Lightning Trainer arguments, e.g. {max_epochs: 1} (the model's own "
+    "trainer_arguments win)",
+    "form": "how the method is run, printed in the tables (e.g. 'random-init backbone')",
+    "mask_map": "anomaly map is a sparse mask, so also score the M̂ > 0 rule (auto for RGI)",
+}
+DATASET_KEYS = {
+    "name": "display name (unique)",
+    "root": "existing synthetic_btad / Folder-layout dataset (built there when 'build' is set)",
+    "build": "synthetic_btad.build_dataset arguments; built in <run_dir>/datasets/<name>",
+}
+BUILD_KEYS = {
+    "size": "image side",
+    "seed": "dataset seed",
+    "n_train": "training images",
+    "n_test_per_category": "test images per category",
+    "btad_root": "BTAD root (None: generated stand-in bases)",
+    "mvtec_root": "MVTec AD root (None: generated stand-in masks)",
+}
+
+
+class ConfigError(ValueError):
+    """A benchmark configuration that cannot be run; the message says what to change."""
+
+
+@dataclass
+class ModelSpec:
+    name: str
+    class_path: str
+    init_args: dict[str, Any] = field(default_factory=dict)
+    init_args_per_category: dict[str, dict[str, Any]] = field(default_factory=dict)
+    form: str = ""
+    mask_map: bool | None = None
+    trainer_args: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class DatasetSpec:
+    name: str
+    root: Path | None = None
+    build: dict[str, Any] | None = None
+
+
+@dataclass
+class BenchmarkConfig:
+    run_dir: Path
+    datasets: list[DatasetSpec]
+    models: list[ModelSpec]
+    image_size: int = 64
+    seeds: list[int] = field(default_factory=lambda: [0])
+    categories: list[str] = field(default_factory=lambda: list(CATEGORIES))
+    train_batch_size: int = 32
+    eval_batch_size: int = 32
+    calibration_images: int = 8
+    label_free_percentile: float = 99.5
+    qualitative_images: int = 2
+    description: str = ""
+    source: str = ""
+    raw: dict[str, Any] = field(default_factory=dict)
+
+    def dataset_root(self, spec: DatasetSpec) -> Path:
+        if spec.root is not None:
+            return spec.root
+        return self.run_dir / "datasets" / spec.name
+
+
+def _check_keys(mapping: Any, allowed: dict[str, str], where: str) -> None:
+    if not isinstance(mapping, dict):
+        raise ConfigError(f"{where} must be a mapping, got {type(mapping).__name__}")
+    unknown = [k for k in mapping if k not in allowed]
+    if unknown:
+        raise ConfigError(
+            f"unknown key {unknown[0]!r} in {where}; allowed keys: {', '.join(sorted(allowed))}"
+        )
+
+
+def _resolve(path: str | Path, base: Path) -> Path:
+    path = Path(path).expanduser()
+    return path if path.is_absolute() else base / path
+
+
+def parse_config(data: Any, *, base_dir: Path | None = None, source: str = "") -> BenchmarkConfig:
+    """Validate a loaded YAML mapping. Relative paths are taken relative to ``base_dir``
+    (default: the current directory)."""
+    base = Path.cwd() if base_dir is None else base_dir
+    _check_keys(data, TOP_KEYS, "the benchmark config")
+    for key in ("run_dir", "datasets", "models"):
+        if key not in data:
+            raise ConfigError(f"missing required key {key!r} in the benchmark config")
+
+    models_raw = data["models"]
+    if not isinstance(models_raw, list) or not models_raw:
+        raise ConfigError("'models' must be a non-empty list")
+    models: list[ModelSpec] = []
+    for i, entry in enumerate(models_raw):
+        if isinstance(entry, str):
+            entry = {"name": entry}
+        _check_keys(entry, MODEL_KEYS, f"models[{i}]")
+        if "name" not in entry:
+            raise ConfigError(f"models[{i}] needs a 'name'")
+        init_args = entry.get("init_args") or {}
+        per_cat = entry.get("init_args_per_category") or {}
+        if not isinstance(init_args, dict):
+            raise ConfigError(f"models[{i}].init_args must be a mapping")
+        if not isinstance(per_cat, dict) or not all(isinstance(v, dict) for v in per_cat.values()):
+            raise ConfigError(f"models[{i}].init_args_per_category must map category -> mapping")
+        bad = [c for c in per_cat if c not in CATEGORIES]
+        if bad:
+            raise ConfigError(
+                f"unknown category {bad[0]!r} in models[{i}].init_args_per_category; "
+                f"allowed: {', '.join(CATEGORIES)}"
+            )
+        models.append(
+            ModelSpec(
+                name=str(entry["name"]),
+                class_path=str(entry.get("class_path") or entry["name"]),
+                init_args=dict(init_args),
+                init_args_per_category={k: dict(v) for k, v in per_cat.items()},
+                form=str(entry.get("form") or ""),
+                mask_map=entry.get("mask_map"),
+                trainer_args=dict(entry.get("trainer_args") or {}),
+            )
+        )
+    names = [m.name for m in models]
+    if len(set(names)) != len(names):
+        raise ConfigError(f"model names must be unique, got {names}")
+
+    datasets_raw = data["datasets"]
+    if not isinstance(datasets_raw, list) or not datasets_raw:
+        raise ConfigError("'datasets' must be a non-empty list")
+    datasets: list[DatasetSpec] = []
+    for i, entry in enumerate(datasets_raw):
+        _check_keys(entry, DATASET_KEYS, f"datasets[{i}]")
+        if "name" not in entry:
+            raise ConfigError(f"datasets[{i}] needs a 'name'")
+        if "root" not in entry and "build" not in entry:
+            raise ConfigError(f"datasets[{i}] ({entry['name']}) needs 'root' or 'build'")
+        build = entry.get("build")
+        if build is not None:
+            _check_keys(build, BUILD_KEYS, f"datasets[{i}].build")
+            build = dict(build)
+            for key in ("btad_root", "mvtec_root"):
+                if build.get(key):
+                    build[key] = str(_resolve(build[key], base))
+        root = _resolve(entry["root"], base) if entry.get("root") else None
+        datasets.append(DatasetSpec(name=str(entry["name"]), root=root, build=build))
+    dnames = [d.name for d in datasets]
+    if len(set(dnames)) != len(dnames):
+        raise ConfigError(f"dataset names must be unique, got {dnames}")
+
+    categories = list(data.get("categories") or CATEGORIES)
+    bad = [c for c in categories if c not in CATEGORIES]
+    if bad:
+        raise ConfigError(f"unknown category {bad[0]!r}; allowed: {', '.join(CATEGORIES)}")
+    seeds = data.get("seeds", [0])
+    if isinstance(seeds, int):
+        seeds = [seeds]
+    if not isinstance(seeds, list) or not seeds or not all(isinstance(s, int) for s in seeds):
+        raise ConfigError(f"'seeds' must be a non-empty list of integers, got {seeds!r}")
+    image_size = data.get("image_size", 64)
+    if not isinstance(image_size, int) or image_size < 8:
+        raise ConfigError(f"'image_size' must be an integer >= 8, got {image_size!r}")
+    pct = float(data.get("label_free_percentile", 99.5))
+    if not 0 < pct <= 100:
+        raise ConfigError(f"'label_free_percentile' must be in (0, 100], got {pct}")
+    return BenchmarkConfig(
+        run_dir=_resolve(data["run_dir"], base),
+        datasets=datasets,
+        models=models,
+        image_size=image_size,
+        seeds=seeds,
+        categories=categories,
+        train_batch_size=int(data.get("train_batch_size", 32)),
+        eval_batch_size=int(data.get("eval_batch_size", 32)),
+        calibration_images=int(data.get("calibration_images", 8)),
+        label_free_percentile=pct,
+        qualitative_images=int(data.get("qualitative_images", 2)),
+        description=str(data.get("description") or ""),
+        source=source,
+        raw=data,
+    )
+
+
+def load_config(path: str | Path) -> BenchmarkConfig:
+    """Read and validate a YAML config; relative paths are relative to the current directory."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"config file not found: {path}")
+    try:
+        data = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: not valid YAML: {exc}") from exc
+    return parse_config(data, source=str(path))

@@ -1,0 +1,180 @@
+"""Segmentation and detection metrics of the benchmark (numpy; definitions in docs/benchmark.md).
+
+Inputs are per-image anomaly maps (H×W float, higher = more anomalous) and ground-truth masks
+(H×W bool) at the model's resolution.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import numpy as np
+
+N_THRESHOLDS = 101
+MASK_EPS = 1e-6  # "M̂ > 0": mask values above this count as anomalous
+
+
+def dice(pred: np.ndarray, gt: np.ndarray) -> float:
+    """Dice = 2|P∩G| / (|P|+|G|); 1.0 when both are empty."""
+    pred, gt = np.asarray(pred, bool), np.asarray(gt, bool)
+    denom = pred.sum() + gt.sum()
+    return 1.0 if denom == 0 else float(2 * np.logical_and(pred, gt).sum() / denom)
+
+
+def minmax(amap: np.ndarray) -> np.ndarray:
+    """Per-image min-max normalisation to [0, 1] (a constant map becomes all zeros)."""
+    amap = np.asarray(amap, np.float64)
+    lo, hi = amap.min(), amap.max()
+    return np.zeros_like(amap) if hi <= lo else (amap - lo) / (hi - lo)
+
+
+def oracle_dice(amap: np.ndarray, gt: np.ndarray, n_thresholds: int = N_THRESHOLDS) -> float:
+    """The paper's protocol for one image: best Dice of ``minmax(map) > t`` over t in
+    linspace(0, 1, n_thresholds)."""
+    norm = minmax(amap).ravel()
+    gt = np.asarray(gt, bool).ravel()
+    thresholds = np.linspace(0.0, 1.0, n_thresholds)
+    pred = norm[None, :] > thresholds[:, None]  # T×N
+    inter = (pred & gt[None, :]).sum(axis=1)
+    denom = pred.sum(axis=1) + gt.sum()
+    scores = np.where(denom == 0, 1.0, 2 * inter / np.maximum(denom, 1))
+    return float(scores.max())
+
+
+def best_pooled_threshold(
+    maps: Sequence[np.ndarray], gts: Sequence[np.ndarray]
+) -> tuple[float, float]:
+    """Pixel F1-max over all pixels pooled (== pooled Dice at the best single threshold).
+
+    Returns ``(f1max, threshold)``; a pixel is predicted anomalous when ``map >= threshold``.
+    Equal to anomalib's ``F1Max`` on the same pixels.
+    """
+    scores = np.concatenate([np.asarray(m, np.float64).ravel() for m in maps])
+    labels = np.concatenate([np.asarray(g, bool).ravel() for g in gts])
+    n_pos = labels.sum()
+    if n_pos == 0:
+        return math.nan, math.nan
+    order = np.argsort(-scores, kind="stable")
+    scores, labels = scores[order], labels[order]
+    tp = np.cumsum(labels)
+    fp = np.cumsum(~labels)
+    # Only the last index of each run of equal scores is a valid cut.
+    last = np.r_[scores[1:] != scores[:-1], True]
+    tp, fp, thr = tp[last], fp[last], scores[last]
+    f1 = 2 * tp / (tp + fp + n_pos)
+    best = int(np.argmax(f1))
+    return float(f1[best]), float(thr[best])
+
+
+def label_free_threshold(normal_maps: Sequence[np.ndarray], percentile: float) -> float:
+    """Threshold from normal images only: the ``percentile`` of their pooled map values."""
+    if not len(normal_maps):
+        return math.nan
+    values = np.concatenate([np.asarray(m, np.float64).ravel() for m in normal_maps])
+    return float(np.percentile(values, percentile))
+
+
+def dice_at(
+    maps: Sequence[np.ndarray], gts: Sequence[np.ndarray], threshold: float, *, strict: bool = False
+) -> list[float]:
+    """Per-image Dice of ``map >= threshold`` (``map > threshold`` when ``strict``)."""
+    if math.isnan(threshold):
+        return [math.nan] * len(maps)
+    out = []
+    for amap, gt in zip(maps, gts, strict=True):
+        amap = np.asarray(amap)
+        out.append(dice(amap > threshold if strict else amap >= threshold, gt))
+    return out
+
+
+def binary_auroc(scores: np.ndarray, labels: np.ndarray) -> float:
+    """Area under the ROC curve (ties count one half); NaN when a class is missing."""
+    scores = np.asarray(scores, np.float64).ravel()
+    labels = np.asarray(labels, bool).ravel()
+    n_pos, n_neg = labels.sum(), (~labels).sum()
+    if n_pos == 0 or n_neg == 0:
+        return math.nan
+    # Mann-Whitney U with average ranks.
+    order = np.argsort(scores, kind="mergesort")
+    sorted_scores = scores[order]
+    ranks = np.empty(len(scores), np.float64)
+    _, first, counts = np.unique(sorted_scores, return_index=True, return_counts=True)
+    avg = first + (counts - 1) / 2.0 + 1.0
+    ranks[order] = np.repeat(avg, counts)
+    u = ranks[labels].sum() - n_pos * (n_pos + 1) / 2.0
+    return float(u / (n_pos * n_neg))
+
+
+def mean_std(values: Sequence[float]) -> tuple[float, float]:
+    """Mean and population std ignoring NaN; (NaN, NaN) when nothing is left."""
+    arr = np.asarray([v for v in values if not math.isnan(v)], np.float64)
+    if arr.size == 0:
+        return math.nan, math.nan
+    return float(arr.mean()), float(arr.std())
+
+
+def category_metrics(
+    defect_maps: Sequence[np.ndarray],
+    defect_gts: Sequence[np.ndarray] | None,
+    normal_maps: Sequence[np.ndarray],
+    calibration_maps: Sequence[np.ndarray],
+    defect_scores: Sequence[float],
+    normal_scores: Sequence[float],
+    *,
+    percentile: float = 99.5,
+    mask_map: bool = False,
+) -> dict[str, float]:
+    """All metrics of one method on one category (see docs/benchmark.md).
+
+    ``defect_gts`` None means the dataset has no masks: pixel metrics are NaN. Normal test images
+    (masks all empty) join the pooled pixel metrics and the image AUROC.
+    """
+    nan = math.nan
+    out: dict[str, float] = {}
+    if defect_maps:
+        d_scores = np.asarray(defect_scores, np.float64)
+        n_scores = np.asarray(normal_scores, np.float64)
+        out["image_auroc"] = binary_auroc(
+            np.r_[d_scores, n_scores], np.r_[np.ones(len(d_scores)), np.zeros(len(n_scores))]
+        )
+    else:
+        out["image_auroc"] = nan
+    calib = calibration_maps if len(calibration_maps) else normal_maps
+    lf_thr = label_free_threshold(calib, percentile)
+    out["label_free_threshold"] = lf_thr
+    keys = ("dice_oracle", "dice_dataset", "dice_label_free", "dice_mask_rule")
+    if defect_gts is None or not defect_maps:
+        for k in keys:
+            out[f"{k}_mean"] = out[f"{k}_std"] = nan
+        out.update(
+            pixel_f1max=nan, dataset_threshold=nan, pixel_auroc=nan, pixel_auroc_per_image=nan
+        )
+        return out
+    out["dice_oracle_mean"], out["dice_oracle_std"] = mean_std(
+        [oracle_dice(m, g) for m, g in zip(defect_maps, defect_gts, strict=True)]
+    )
+    all_maps = list(defect_maps) + list(normal_maps)
+    all_gts = list(defect_gts) + [np.zeros(np.shape(m), bool) for m in normal_maps]
+    f1max, thr = best_pooled_threshold(all_maps, all_gts)
+    out["pixel_f1max"], out["dataset_threshold"] = f1max, thr
+    out["dice_dataset_mean"], out["dice_dataset_std"] = mean_std(
+        dice_at(defect_maps, defect_gts, thr)
+    )
+    out["dice_label_free_mean"], out["dice_label_free_std"] = mean_std(
+        dice_at(defect_maps, defect_gts, lf_thr, strict=True)
+    )
+    if mask_map:
+        out["dice_mask_rule_mean"], out["dice_mask_rule_std"] = mean_std(
+            dice_at(defect_maps, defect_gts, MASK_EPS, strict=True)
+        )
+    else:
+        out["dice_mask_rule_mean"] = out["dice_mask_rule_std"] = nan
+    out["pixel_auroc"] = binary_auroc(
+        np.concatenate([np.ravel(m) for m in all_maps]),
+        np.concatenate([np.ravel(g) for g in all_gts]),
+    )
+    out["pixel_auroc_per_image"] = mean_std(
+        [binary_auroc(m, g) for m, g in zip(defect_maps, defect_gts, strict=True)]
+    )[0]
+    return out

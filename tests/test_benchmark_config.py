@@ -1,0 +1,153 @@
+"""Benchmark config validation and command-line errors (no training)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import yaml
+
+from rgi_anomalib.benchmark.cli import main
+from rgi_anomalib.benchmark.config import ConfigError, parse_config
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def _base(tmp_path: Path) -> dict:
+    return {
+        "run_dir": str(tmp_path / "run"),
+        "image_size": 32,
+        "datasets": [{"name": "d", "build": {"size": 32, "n_train": 8, "n_test_per_category": 2}}],
+        "models": [{"name": "rgi", "init_args": {"max_epochs": 1}}],
+    }
+
+
+def test_valid_config(tmp_path: Path) -> None:
+    cfg = parse_config(_base(tmp_path))
+    assert cfg.models[0].class_path == "rgi"
+    assert cfg.categories == ["crack", "irregular", "scratch", "mixed_large"]
+    assert cfg.dataset_root(cfg.datasets[0]) == tmp_path / "run" / "datasets" / "d"
+
+
+@pytest.mark.parametrize(
+    ("edit", "message"),
+    [
+        (lambda c: c.update(epochs=3), "unknown key 'epochs' in the benchmark config; allowed"),
+        (lambda c: c["models"][0].update(args={}), "unknown key 'args' in models[0]"),
+        (lambda c: c["datasets"][0].update(path="x"), "unknown key 'path' in datasets[0]"),
+        (lambda c: c["datasets"][0]["build"].update(sz=3), "unknown key 'sz' in datasets[0].build"),
+        (lambda c: c.update(categories=["dent"]), "unknown category 'dent'"),
+        (lambda c: c.pop("models"), "missing required key 'models'"),
+        (lambda c: c["datasets"][0].pop("build"), "needs 'root' or 'build'"),
+        (lambda c: c["models"].append({"name": "rgi"}), "model names must be unique"),
+        (lambda c: c["models"][0].update(init_args_per_category={"dent": {}}), "unknown category"),
+    ],
+)
+def test_config_errors(tmp_path: Path, edit, message: str) -> None:
+    data = _base(tmp_path)
+    edit(data)
+    with pytest.raises(ConfigError, match=message.replace("[", r"\[").replace("]", r"\]")):
+        parse_config(data)
+
+
+def test_allowed_keys_are_listed(tmp_path: Path) -> None:
+    data = _base(tmp_path)
+    data["model"] = []
+    with pytest.raises(ConfigError) as info:
+        parse_config(data)
+    assert "models" in str(info.value) and "run_dir" in str(info.value)
+
+
+def _write(tmp_path: Path, data: dict) -> Path:
+    path = tmp_path / "cfg.yaml"
+    path.write_text(yaml.safe_dump(data))
+    return path
+
+
+def test_cli_unknown_model(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    data = _base(tmp_path)
+    data["models"] = [{"name": "nosuchmodel"}]
+    assert main(["--config", str(_write(tmp_path, data))]) == 2
+    err = capsys.readouterr().err
+    assert "unknown model 'nosuchmodel'" in err and "patchcore" in err
+    assert not (tmp_path / "run").exists()  # nothing written
+
+
+def test_cli_unknown_init_arg(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    data = _base(tmp_path)
+    data["models"][0]["init_args"] = {"lamda": 0.1}
+    assert main(["--config", str(_write(tmp_path, data))]) == 2
+    assert "unknown init_arg 'lamda'" in capsys.readouterr().err
+
+
+def test_cli_existing_run_dir(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    data = _base(tmp_path)
+    (tmp_path / "run").mkdir()
+    (tmp_path / "run" / "keep.txt").write_text("mine")
+    assert main(["--config", str(_write(tmp_path, data))]) == 2
+    assert "already exists; pass --overwrite" in capsys.readouterr().err
+    # --overwrite still refuses a directory this tool did not write
+    assert main(["--config", str(_write(tmp_path, data)), "--overwrite"]) == 2
+    assert "not written by rgi-anomalib benchmark" in capsys.readouterr().err
+    assert (tmp_path / "run" / "keep.txt").read_text() == "mine"
+
+
+def test_cli_missing_config(capsys: pytest.CaptureFixture) -> None:
+    assert main(["--config", "/nonexistent/x.yaml"]) == 2
+    assert "config file not found" in capsys.readouterr().err
+
+
+def test_empty_category_and_missing_masks(tmp_path: Path) -> None:
+    from conftest import make_folder_dataset
+
+    from rgi_anomalib.benchmark.config import parse_config as parse
+    from rgi_anomalib.benchmark.runner import prepare_dataset
+
+    root = make_folder_dataset(tmp_path / "data", n_train=6, n_test=2, n_good=1)
+    (root / "test" / "crack").mkdir()
+    data = _base(tmp_path)
+    data["datasets"] = [{"name": "f", "root": str(root)}]
+    data["calibration_images"] = 2
+    data["categories"] = ["crack"]
+    with pytest.raises(ConfigError, match="category 'crack' is empty or missing"):
+        prepare_dataset(parse(data).datasets[0], parse(data), print)
+    # a category without masks: pixel metrics impossible, noted
+    (root / "test" / "crack" / "000.png").write_bytes((root / "test/defect/000.png").read_bytes())
+    info = prepare_dataset(parse(data).datasets[0], parse(data), print)
+    assert info.masks["crack"] is None
+    assert any("pixel metrics are impossible" in n for n in info.notes)
+    assert len(info.train) == 4 and len(info.calibration) == 2
+
+
+@pytest.mark.parametrize("name", ["quick", "paper", "ci"])
+def test_shipped_configs_parse(name: str) -> None:
+    from rgi_anomalib.benchmark.config import load_config
+    from rgi_anomalib.benchmark.runner import check_model_spec
+
+    cfg = load_config(REPO / "configs" / "benchmark" / f"{name}.yaml")
+    for spec in cfg.models:
+        check_model_spec(spec)
+
+
+@pytest.mark.parametrize(
+    "path", ["model/rgi.yaml", "model/rrgi.yaml", "model/anogan.yaml", "data/synthetic_btad.yaml"]
+)
+def test_anomalib_style_configs(path: str) -> None:
+    """configs/model|data files: class_path importable, every init_arg accepted."""
+    import importlib
+    import inspect
+
+    data = yaml.safe_load((REPO / "configs" / path).read_text())
+    (section,) = data.values()
+    module, _, name = section["class_path"].rpartition(".")
+    cls = getattr(importlib.import_module(module), name)
+    params = inspect.signature(cls.__init__).parameters
+    assert set(section["init_args"]) <= set(params)
+
+
+def test_cli_unknown_dataset_root(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    data = _base(tmp_path)
+    data["datasets"] = [{"name": "real", "root": str(tmp_path / "nowhere")}]
+    assert main(["--config", str(_write(tmp_path, data))]) == 2
+    assert "dataset 'real': root" in capsys.readouterr().err
+    assert not (tmp_path / "run").exists()

@@ -1,0 +1,73 @@
+"""End to end: the real ``rgi-anomalib benchmark`` command on a tiny config (subprocess)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+SCRIPT = Path(sys.executable).parent / "rgi-anomalib"
+
+
+@pytest.mark.slow
+def test_benchmark_command_end_to_end(tmp_path: Path) -> None:
+    run_dir = tmp_path / "run"
+    config = {
+        "run_dir": str(run_dir),
+        "image_size": 32,
+        "seeds": [0],
+        "categories": ["crack", "mixed_large"],
+        "train_batch_size": 16,
+        "calibration_images": 2,
+        "datasets": [
+            {"name": "tiny", "build": {"size": 32, "n_train": 18, "n_test_per_category": 3}}
+        ],
+        "models": [
+            {
+                "name": "rgi",
+                "init_args": {
+                    "max_epochs": 1,
+                    "iterations": 20,
+                    "mask_update": "closed_form",
+                    "lam": 0.05,
+                    "init_candidates": 8,
+                    "sample_every_n_epochs": 0,
+                },
+            }
+        ],
+    }
+    path = tmp_path / "tiny.yaml"
+    path.write_text(yaml.safe_dump(config))
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "COLUMNS": "120"}
+    proc = subprocess.run(
+        [str(SCRIPT), "benchmark", "--config", str(path)],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    for name in ("results.csv", "results.json", "results.md", "dice_bar.png", "qualitative.png"):
+        assert (run_dir / name).is_file(), name
+    assert "| method | crack | mixed_large | mean |" in proc.stdout
+    assert "Dice, per-image oracle threshold" in proc.stdout
+    rows = json.loads((run_dir / "results.json").read_text())["rows"]
+    assert {(r["model"], r["category"]) for r in rows} == {("rgi", "crack"), ("rgi", "mixed_large")}
+    assert all(r["n_defect"] == 3 and r["n_normal"] == 3 for r in rows)
+    assert all(0 <= r["dice_oracle_mean"] <= 1 for r in rows)
+    # never overwrite silently
+    again = subprocess.run(
+        [str(SCRIPT), "benchmark", "--config", str(path)],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+        check=False,
+    )
+    assert again.returncode == 2 and "already exists" in again.stderr
