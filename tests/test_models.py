@@ -36,18 +36,45 @@ def folder_datamodule(root: Path) -> Folder:
     )
 
 
-def test_method_defaults_follow_the_paper() -> None:
+def test_defaults_are_fast_and_paper_configs_load_the_paper_protocol() -> None:
+    """Defaults: the fast configuration of BENCHMARKS.md; configs/model/*_paper.yaml: Appendix G."""
     rgi, rrgi, anogan = Rgi(), RRgi(), AnoGan()
-    assert (rgi.inversion.objective, rgi.inversion.lam, rgi.inversion.iterations) == (
-        "rgi",
-        0.4,
-        2000,
-    )
-    assert rgi.inversion.finetune_iterations == 0
-    assert (rrgi.inversion.lam, rrgi.inversion.finetune_iterations) == (0.12, 1500)
-    assert rrgi.inversion.lr_generator == 1e-5
+    assert (rgi.inversion.objective, rgi.inversion.lam) == ("rgi", 0.4)
+    assert (rgi.inversion.mask_update, rgi.inversion.lr_schedule) == ("adam", "cosine")
+    assert rgi.inversion.iterations <= 100 and rgi.inversion.finetune_iterations == 0
+    assert (rrgi.inversion.lam, rrgi.inversion.lr_schedule) == (0.12, "cosine")
+    assert 0 < rrgi.inversion.finetune_iterations < rrgi.inversion.iterations <= 100
+    assert rrgi.inversion.lr_generator > 1e-5 and rrgi.inversion.finetune_params == ()
     assert anogan.inversion.objective == "l2" and not anogan.inversion.uses_mask
-    assert rgi.inversion.lr_latent == rgi.inversion.lr_mask == 0.1
+    assert anogan.inversion.iterations <= 100
+    assert rgi.inversion.lr_latent == 0.1
+
+    import yaml
+
+    configs = Path(__file__).parents[1] / "configs" / "model"
+    classes = {"Rgi": Rgi, "RRgi": RRgi, "AnoGan": AnoGan}
+
+    def load(name: str):
+        spec = yaml.safe_load((configs / name).read_text())["model"]
+        cls = classes[spec["class_path"].rsplit(".", 1)[1]]
+        args = {**spec["init_args"], "image_size": 32, "visualizer": False}
+        return cls(**args).inversion
+
+    paper_rgi, paper_rrgi, paper_anogan = (
+        load(f"{name}_paper.yaml") for name in ("rgi", "rrgi", "anogan")
+    )
+    for cfg in (paper_rgi, paper_rrgi, paper_anogan):
+        assert cfg.iterations == 2000 and cfg.lr_latent == 0.1
+        assert cfg.lr_schedule == "constant" and cfg.early_stop_patience == 0
+    assert (paper_rgi.objective, paper_rgi.lam, paper_rgi.mask_update) == ("rgi", 0.4, "adam")
+    assert paper_rgi.lr_mask == 0.1 and paper_rgi.finetune_iterations == 0
+    assert (paper_rrgi.lam, paper_rrgi.finetune_iterations, paper_rrgi.lr_generator) == (
+        0.12,
+        1500,
+        1e-5,
+    )
+    assert paper_rrgi.mask_update == "adam" and paper_rrgi.finetune_params == ()
+    assert paper_anogan.objective == "l2"
 
 
 @pytest.mark.parametrize(

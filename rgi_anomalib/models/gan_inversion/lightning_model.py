@@ -25,7 +25,7 @@ from rgi_anomalib.utils import atomic_path
 
 from .anomaly_map import anomaly_map, image_score
 from .networks import Backbone, check_image_size
-from .solver import InversionConfig, LatentInit, MaskUpdate
+from .solver import InversionConfig, LatentInit, LrSchedule, MaskUpdate
 from .torch_model import GanInversionModel
 
 logger = logging.getLogger(__name__)
@@ -54,15 +54,26 @@ class GanInversionModule:
         iterations: Solver iterations per test batch (None: the method's default).
         lr_latent: Adam learning rate of z.
         lr_mask: Adam learning rate of M (``mask_update="adam"``).
-        mask_update: ``"adam"`` (M as a free variable, the paper) or ``"closed_form"``.
+        mask_update: ``"adam"`` (M as a free variable, the paper) or ``"closed_form"``
+            (None: the method's default).
         mask_per_channel: One mask value per colour channel instead of one per pixel.
         discriminator_weight: Weight of the realism term −D(G(z)) (the authors used 0.1).
         finetune_iterations: Last iterations in which the generator weights are fine-tuned per
             image (R-RGI); None: the method's default.
-        lr_finetune: Adam learning rate of the generator weights during fine-tuning.
+        lr_finetune: Adam learning rate of the generator weights during fine-tuning
+            (None: the method's default).
+        finetune_params: Name prefixes of the generator weights fine-tuned per image, e.g.
+            ``["to_image", "blocks.3"]``; None or empty: all of them.
+        lr_schedule: ``"constant"`` or ``"cosine"`` (z and M learning rates decay to 0 over the
+            solve); None: the method's default.
         init_candidates: Size of the seeded pool from which each image's z starts.
         init_distribution: ``"normal"`` or ``"uniform"`` (U[0,1), as the authors' code) pool.
-        early_stop_patience: Stop once the loss has not improved for this many iterations.
+        early_stop_patience: Stop once the loss has not improved for this many iterations
+            (0: never; None: the method's default).
+
+    Method defaults (``_METHOD``) are the fast configuration measured in BENCHMARKS.md; the
+    paper's protocol (2000 Adam iterations, M as a free variable) is
+    ``configs/model/{rgi,rrgi,anogan}_paper.yaml``.
         seed: Seed of the latent pool and of GAN training noise.
     """
 
@@ -90,10 +101,12 @@ class GanInversionModule:
         mask_per_channel: bool = False,
         discriminator_weight: float = 0.0,
         finetune_iterations: int | None = None,
-        lr_finetune: float = 1e-5,
+        lr_finetune: float | None = None,
+        finetune_params: list[str] | tuple[str, ...] | None = None,
+        lr_schedule: LrSchedule | None = None,
         init_candidates: int = 512,
         init_distribution: LatentInit = "normal",
-        early_stop_patience: int = 0,
+        early_stop_patience: int | None = None,
         seed: int = 0,
         pre_processor: PreProcessor | bool = True,
         post_processor: torch.nn.Module | bool = True,
@@ -108,24 +121,26 @@ class GanInversionModule:
             msg = f"max_epochs must be >= 1, got {max_epochs!r}"
             raise ValueError(msg)
         method = dict(self._METHOD)
+
+        def pick(name: str, value: Any) -> Any:
+            return method[name] if value is None else value
+
         inversion = InversionConfig(
             objective=method.pop("objective"),
-            lam=method["lam"] if lam is None else lam,
-            iterations=method["iterations"] if iterations is None else iterations,
+            lam=pick("lam", lam),
+            iterations=pick("iterations", iterations),
             lr_latent=lr_latent,
             lr_mask=lr_mask,
-            mask_update=method["mask_update"] if mask_update is None else mask_update,
+            mask_update=pick("mask_update", mask_update),
             mask_per_channel=mask_per_channel,
             discriminator_weight=discriminator_weight,
-            finetune_iterations=(
-                method["finetune_iterations"]
-                if finetune_iterations is None
-                else finetune_iterations
-            ),
-            lr_generator=lr_finetune,
+            finetune_iterations=pick("finetune_iterations", finetune_iterations),
+            lr_generator=pick("lr_finetune", lr_finetune),
+            finetune_params=tuple(pick("finetune_params", finetune_params) or ()),
             init_candidates=init_candidates,
             init_distribution=init_distribution,
-            early_stop_patience=early_stop_patience,
+            early_stop_patience=pick("early_stop_patience", early_stop_patience),
+            lr_schedule=pick("lr_schedule", lr_schedule),
             seed=seed,
         )
         if pre_processor is True:
@@ -142,6 +157,10 @@ class GanInversionModule:
             iterations=inversion.iterations,
             mask_update=inversion.mask_update,
             finetune_iterations=inversion.finetune_iterations,
+            lr_finetune=inversion.lr_generator,
+            finetune_params=list(inversion.finetune_params),
+            lr_schedule=inversion.lr_schedule,
+            early_stop_patience=inversion.early_stop_patience,
         )
         self.automatic_optimization = False
         self.model = GanInversionModel(
@@ -297,37 +316,38 @@ class GanInversionModule:
         super().on_load_checkpoint(checkpoint)
 
 
+# Fast defaults, measured against the paper protocol in BENCHMARKS.md / docs/fast_inversion.md.
+# The paper's protocol is configs/model/{rgi,rrgi,anogan}_paper.yaml.
+_FAST = {
+    "iterations": 50,
+    "mask_update": "adam",
+    "lr_schedule": "cosine",
+    "early_stop_patience": 0,
+    "finetune_iterations": 0,
+    "lr_finetune": 1e-5,
+    "finetune_params": (),
+}
+
+
 class Rgi(GanInversionModule, AnomalibModule):
     """Robust GAN-inversion (eq. 3): the anomaly map is the learned sparse mask M̂."""
 
-    _METHOD: ClassVar[dict[str, Any]] = {
-        "objective": "rgi",
-        "lam": 0.4,
-        "iterations": 2000,
-        "mask_update": "adam",
-        "finetune_iterations": 0,
-    }
+    _METHOD: ClassVar[dict[str, Any]] = {**_FAST, "objective": "rgi", "lam": 0.4}
 
 
 class RRgi(GanInversionModule, AnomalibModule):
     """Relaxed RGI (eq. 4): RGI plus per-image generator fine-tuning late in the solve."""
 
     _METHOD: ClassVar[dict[str, Any]] = {
+        **_FAST,
         "objective": "rgi",
         "lam": 0.12,
-        "iterations": 2000,
-        "mask_update": "adam",
-        "finetune_iterations": 1500,
+        "finetune_iterations": 20,
+        "lr_finetune": 2e-4,
     }
 
 
 class AnoGan(GanInversionModule, AnomalibModule):
     """AnoGAN baseline: plain l2 inversion; the anomaly map is the residual |x − G(ẑ)|."""
 
-    _METHOD: ClassVar[dict[str, Any]] = {
-        "objective": "l2",
-        "lam": 0.4,  # unused: no mask
-        "iterations": 2000,
-        "mask_update": "adam",
-        "finetune_iterations": 0,
-    }
+    _METHOD: ClassVar[dict[str, Any]] = {**_FAST, "objective": "l2", "lam": 0.4}  # λ unused

@@ -9,6 +9,8 @@ For images x (B×C×H×W in [-1, 1]) it minimises, independently per image,
   ``mask_update="adam"`` optimises M as a free variable (the paper); ``"closed_form"`` uses, for
   the current residual r, the optimal M = clip(1 − λ / (2r²), 0, 1), which turns eq. 3 into a
   bounded robust loss of z alone (same minimisers, fewer variables).
+- ``lr_schedule="cosine"`` decays the learning rates of z and M to 0 over the solve (the fast
+  defaults: fewer iterations, and a quiet M at the end; see docs/fast_inversion.md).
 - R-RGI (eq. 4): as RGI, and for the last ``finetune_iterations`` the generator weights θ join the
   optimisation. Each image gets its own copy of θ (``torch.func.vmap`` over per-image weights), so
   nothing leaks from one test image to another and a batch solve equals B single solves.
@@ -19,6 +21,7 @@ variable belongs to one image and Adam is element-wise, so batching changes no r
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -29,11 +32,13 @@ from torch.func import functional_call, vmap
 Objective = Literal["l2", "l1", "rgi"]
 MaskUpdate = Literal["adam", "closed_form"]
 LatentInit = Literal["normal", "uniform"]
+LrSchedule = Literal["constant", "cosine"]
 
 
 @dataclass(frozen=True)
 class InversionConfig:
-    """Hyper-parameters of one solve. Defaults are the paper's RGI protocol (Appendix G)."""
+    """Hyper-parameters of one solve. Defaults are the paper's RGI protocol (Appendix G); the
+    Lightning models' defaults are the fast configuration (docs/fast_inversion.md)."""
 
     objective: Objective = "rgi"
     lam: float = 0.4
@@ -50,6 +55,8 @@ class InversionConfig:
     init_distribution: LatentInit = "normal"
     early_stop_patience: int = 0
     early_stop_tol: float = 1e-4
+    lr_schedule: LrSchedule = "constant"
+    finetune_params: tuple[str, ...] = ()
     seed: int = 0
 
     def __post_init__(self) -> None:
@@ -75,6 +82,13 @@ class InversionConfig:
         if self.init_distribution not in ("normal", "uniform"):
             errors.append(
                 f"init_distribution must be 'normal' or 'uniform', got {self.init_distribution!r}"
+            )
+        if self.lr_schedule not in ("constant", "cosine"):
+            errors.append(f"lr_schedule must be 'constant' or 'cosine', got {self.lr_schedule!r}")
+        if isinstance(self.finetune_params, str):
+            errors.append(
+                "finetune_params must be a tuple of parameter-name prefixes, "
+                f"got the string {self.finetune_params!r}"
             )
         if self.discriminator_weight < 0:
             errors.append(f"discriminator_weight must be >= 0, got {self.discriminator_weight!r}")
@@ -264,9 +278,15 @@ def _optimise(
     finetune_start = config.iterations - config.finetune_iterations
     history: list[float] = []
     best_total, stale, iterations_run = float("inf"), 0, 0
+    # The cosine schedule applies to z and M (not to the fine-tuned generator weights).
+    scheduled = [(group, group["lr"]) for opt in optimisers for group in opt.param_groups]
     for iteration in range(config.iterations):
+        if config.lr_schedule == "cosine":  # z and M decay to 0 over the solve
+            factor = 0.5 * (1.0 + math.cos(math.pi * iteration / config.iterations))
+            for group, lr in scheduled:
+                group["lr"] = lr * factor
         if config.finetune_iterations and iteration == finetune_start:
-            weights = _per_image_weights(generator, batch)
+            weights = _per_image_weights(generator, batch, config.finetune_params)
             optimisers.append(torch.optim.Adam(list(weights.values()), lr=config.lr_generator))
             if mask is not None and config.freeze_mask_during_finetune:
                 optimisers.remove(mask_optimiser)
@@ -307,11 +327,22 @@ def _optimise(
     )
 
 
-def _per_image_weights(generator: nn.Module, batch: int) -> dict[str, torch.Tensor]:
-    """A private, trainable copy of every generator weight for each image (leading dim = B)."""
+def _per_image_weights(
+    generator: nn.Module, batch: int, prefixes: tuple[str, ...] = ()
+) -> dict[str, torch.Tensor]:
+    """A private, trainable copy of the fine-tuned generator weights for each image (leading
+    dim = B): all of them, or those whose name starts with one of ``prefixes``."""
+    named = [
+        (name, param)
+        for name, param in generator.named_parameters()
+        if not prefixes or name.startswith(tuple(prefixes))
+    ]
+    if not named:
+        msg = f"finetune_params {prefixes!r} match no generator parameter"
+        raise ValueError(msg)
     return {
         name: param.detach().unsqueeze(0).repeat(batch, *([1] * param.ndim)).requires_grad_(True)
-        for name, param in generator.named_parameters()
+        for name, param in named
     }
 
 
@@ -320,9 +351,11 @@ def _generate(
 ) -> torch.Tensor:
     if weights is None:
         return generator(latent)
-    buffers = dict(generator.named_buffers())
+    # Weights that are not fine-tuned (and buffers) are shared by every image.
+    shared = {n: p for n, p in generator.named_parameters() if n not in weights}
+    shared.update(generator.named_buffers())
 
     def one_image(image_weights: dict[str, torch.Tensor], z: torch.Tensor) -> torch.Tensor:
-        return functional_call(generator, (image_weights, buffers), (z.unsqueeze(0),)).squeeze(0)
+        return functional_call(generator, (image_weights, shared), (z.unsqueeze(0),)).squeeze(0)
 
     return vmap(one_image)(weights, latent)
