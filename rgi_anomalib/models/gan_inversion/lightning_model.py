@@ -70,11 +70,11 @@ class GanInversionModule:
         init_distribution: ``"normal"`` or ``"uniform"`` (U[0,1), as the authors' code) pool.
         early_stop_patience: Stop once the loss has not improved for this many iterations
             (0: never; None: the method's default).
+        seed: Seed of the latent pool and of GAN training noise.
 
     Method defaults (``_METHOD``) are the fast configuration measured in BENCHMARKS.md; the
     paper's protocol (2000 Adam iterations, M as a free variable) is
     ``configs/model/{rgi,rrgi,anogan}_paper.yaml``.
-        seed: Seed of the latent pool and of GAN training noise.
     """
 
     _METHOD: ClassVar[dict[str, Any]] = {}
