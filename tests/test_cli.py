@@ -50,7 +50,7 @@ def test_interpreter_start_does_not_import_torch_or_anomalib() -> None:
 @pytest.mark.parametrize(
     ("name", "expected"),
     [("rgi", "Rgi"), ("Rgi", "Rgi"), ("RRgi", "RRgi"), ("r_rgi", "RRgi"), ("AnoGan", "AnoGan"),
-     ("anogan", "AnoGan")],
+     ("anogan", "AnoGan"), ("rasl", "Rasl")],
 )  # fmt: skip
 def test_model_names_resolve(name: str, expected: str, tiny_folder: Path) -> None:
     result = run(

@@ -2,7 +2,8 @@
 
 from rgi_anomalib._registry import register
 from rgi_anomalib.models.gan_inversion import AnoGan, Rgi, RRgi
+from rgi_anomalib.models.rasl import Rasl
 
-__all__ = ["AnoGan", "RRgi", "Rgi"]
+__all__ = ["AnoGan", "RRgi", "Rasl", "Rgi"]
 
-register(Rgi, RRgi, AnoGan)
+register(Rgi, RRgi, AnoGan, Rasl)

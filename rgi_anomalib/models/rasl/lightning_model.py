@@ -1,0 +1,172 @@
+"""RASL baseline (Peng et al., 2012) as an anomalib model.
+
+Training keeps normal images (no optimiser, like PaDiM's memory bank); at test time each batch is
+stacked under the kept references and split by RASL into an aligned low-rank background and a
+sparse part, whose magnitude is the anomaly map.
+
+Example:
+    >>> from anomalib.engine import Engine
+    >>> from rgi_anomalib.models.rasl import Rasl
+    >>> model = Rasl(working_size=64, n_reference=32, transform="similarity")
+    >>> Engine().train(model=model, datamodule=datamodule)  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import torch
+from anomalib import LearningType
+from anomalib.data import Batch
+from anomalib.metrics import Evaluator
+from anomalib.models.components import AnomalibModule, MemoryBankMixin
+from anomalib.post_processing import PostProcessor
+from anomalib.pre_processing import PreProcessor
+from anomalib.visualization import Visualizer
+from lightning.pytorch.utilities.types import STEP_OUTPUT
+from torch import nn
+from torchvision.transforms.v2 import Resize
+
+from .torch_model import RaslModel
+
+logger = logging.getLogger(__name__)
+
+__all__ = ["Rasl"]
+
+
+class Rasl(MemoryBankMixin, AnomalibModule):
+    """RASL: robust alignment by sparse and low-rank decomposition, as an anomaly detector.
+
+    Args:
+        working_size: images are resized to ``working_size x working_size`` (values stay in
+            [0, 1]: no ImageNet normalisation, the decomposition wants raw intensities).
+        n_reference: at most this many normal training images are kept (seeded random choice).
+        transform: ``"similarity"`` (default), ``"translation"``, ``"affine"`` or ``"none"``
+            (plain RPCA, no alignment).
+        lam: explicit weight of ``||E||_1``. Default ``lambda_scale / sqrt(max(m, n))`` for the
+            m x n (pixels x images) data matrix.
+        lambda_scale: multiplies the default lambda.
+        rank: optional upper bound on the rank of the low-rank part (<= ``n_reference``).
+        test_chunk: test images decomposed together with the references; ``None`` = the whole
+            test batch at once, ``1`` = one image at a time.
+        align_references: align the kept references among themselves at fit time.
+        grayscale: decompose luminance instead of RGB.
+        sigma: Gaussian smoothing of the anomaly map in pixels (0 = none); the image score is
+            the maximum of the smoothed map.
+        max_outer: outer (re-linearisation) iterations of RASL.
+        max_inner: inner IALM iterations per outer iteration.
+        inner_tol: IALM stopping tolerance (relative constraint violation; float32 cannot
+            go much below 1e-6).
+        svd: ``"gram"`` (default, fastest here), ``"full"`` (torch.linalg.svd) or
+            ``"lowrank"`` (torch.svd_lowrank).
+        precision: ``"float32"`` (default, ~2x faster) or ``"float64"`` solver arithmetic.
+        seed: seed for the choice of references.
+        pre_processor, post_processor, evaluator, visualizer: as in every anomalib model.
+    """
+
+    def __init__(
+        self,
+        working_size: int = 64,
+        n_reference: int = 32,
+        transform: str = "similarity",
+        lam: float | None = None,
+        lambda_scale: float = 1.0,
+        rank: int | None = None,
+        test_chunk: int | None = None,
+        align_references: bool = True,
+        grayscale: bool = False,
+        sigma: float = 1.0,
+        max_outer: int = 10,
+        max_inner: int = 300,
+        inner_tol: float = 1e-5,
+        svd: str = "gram",
+        precision: str = "float32",
+        seed: int = 0,
+        pre_processor: nn.Module | bool = True,
+        post_processor: nn.Module | bool = True,
+        evaluator: Evaluator | bool = True,
+        visualizer: Visualizer | bool = True,
+    ) -> None:
+        if isinstance(working_size, bool) or not isinstance(working_size, int) or working_size < 4:
+            msg = f"working_size must be an integer >= 4, got {working_size!r}."
+            raise ValueError(msg)
+        if pre_processor is True:
+            # The base class would call configure_pre_processor() without our working size.
+            pre_processor = self.configure_pre_processor((working_size, working_size))
+        super().__init__(
+            pre_processor=pre_processor,
+            post_processor=post_processor,
+            evaluator=evaluator,
+            visualizer=visualizer,
+        )
+        self.model: RaslModel = RaslModel(
+            transform=transform,
+            n_reference=n_reference,
+            lam=lam,
+            lambda_scale=lambda_scale,
+            rank=rank,
+            test_chunk=test_chunk,
+            align_references=align_references,
+            grayscale=grayscale,
+            sigma=sigma,
+            max_outer=max_outer,
+            max_inner=max_inner,
+            inner_tol=inner_tol,
+            svd=svd,
+            precision=precision,
+            seed=seed,
+        )
+        self._train_images: list[torch.Tensor] = []
+
+    @staticmethod
+    def configure_pre_processor(image_size: tuple[int, int] | None = None) -> PreProcessor:
+        """Resize only: the data loaders already give [0, 1] images, which RASL decomposes."""
+        return PreProcessor(transform=Resize(image_size or (64, 64), antialias=True))
+
+    @staticmethod
+    def configure_optimizers() -> None:
+        """RASL has nothing to optimise at training time."""
+        return
+
+    def training_step(self, batch: Batch, *args, **kwargs) -> torch.Tensor:
+        """Collect the (pre-processed) normal images; CPU keeps device memory free."""
+        del args, kwargs
+        self._train_images.append(batch.image.detach().float().cpu())
+        # Dummy loss, as in PaDiM: Lightning wants something from training_step.
+        return torch.tensor(0.0, requires_grad=True, device=self.device)
+
+    def fit(self) -> None:
+        """Keep at most ``n_reference`` training images and align them (MemoryBankMixin hook)."""
+        if not self._train_images:
+            msg = "Rasl saw no training images; cannot fit."
+            raise RuntimeError(msg)
+        images = torch.cat(self._train_images)
+        self._train_images = []
+        kept = min(self.model.n_reference, len(images))
+        logger.info("RASL: keeping %d of %d normal images.", kept, len(images))
+        # Lightning may call this under inference mode (validation start): the buffer must be a
+        # normal tensor so later steps can use it freely.
+        with torch.inference_mode(False):
+            self.model.fit(images.clone().to(self.device))
+
+    def validation_step(self, batch: Batch, *args, **kwargs) -> STEP_OUTPUT:
+        """Anomaly maps for validation images, so the post-processor can fit thresholds."""
+        del args, kwargs
+        predictions = self.model(batch.image)
+        return batch.update(**predictions._asdict())
+
+    @property
+    def trainer_arguments(self) -> dict[str, Any]:
+        """One pass over the training data, no sanity validation, one device."""
+        return {"max_epochs": 1, "val_check_interval": 1.0, "num_sanity_val_steps": 0, "devices": 1}
+
+    @property
+    def learning_type(self) -> LearningType:
+        """One-class: trained on normal images only."""
+        return LearningType.ONE_CLASS
+
+    @staticmethod
+    def configure_post_processor() -> PostProcessor:
+        """Default one-class post-processor (F1-adaptive thresholds, min-max normalisation)."""
+        return PostProcessor()
