@@ -59,5 +59,12 @@ def make_folder_dataset(
 
 
 @pytest.fixture(scope="session")
+def folder_dataset_factory() -> object:
+    """``make_folder_dataset`` as a fixture: test modules cannot import ``conftest`` by name
+    (tests/synthetic_btad has its own conftest, so the module name is ambiguous)."""
+    return make_folder_dataset
+
+
+@pytest.fixture(scope="session")
 def tiny_folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return make_folder_dataset(tmp_path_factory.mktemp("tiny_folder"))

@@ -97,9 +97,8 @@ def test_cli_missing_config(capsys: pytest.CaptureFixture) -> None:
     assert "config file not found" in capsys.readouterr().err
 
 
-def test_empty_category_and_missing_masks(tmp_path: Path) -> None:
-    from conftest import make_folder_dataset
-
+def test_empty_category_and_missing_masks(tmp_path: Path, folder_dataset_factory) -> None:
+    make_folder_dataset = folder_dataset_factory
     from rgi_anomalib.benchmark.config import parse_config as parse
     from rgi_anomalib.benchmark.runner import prepare_dataset
 
