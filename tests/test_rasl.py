@@ -14,7 +14,7 @@ import torch
 from torch.nn import functional as F
 
 from rgi_anomalib.models.rasl import Rasl, RaslModel, rasl, rpca
-from rgi_anomalib.models.rasl.torch_model import invert_theta, params_to_theta, warp
+from rgi_anomalib.models.rasl.torch_model import cpu_threads, invert_theta, params_to_theta, warp
 
 
 @pytest.fixture(autouse=True)
@@ -270,6 +270,15 @@ def test_model_detects_defects_and_state_dict_roundtrip() -> None:
     single_map = single(test).anomaly_map
     corr = torch.corrcoef(torch.stack([single_map.flatten(), out.anomaly_map.flatten()]))[0, 1]
     assert float(corr) > 0.95
+
+
+def test_cpu_threads_is_temporary() -> None:
+    torch.set_num_threads(2)  # the autouse fixture restores the original count afterwards
+    with cpu_threads(1, torch.device("cpu")):
+        assert torch.get_num_threads() == 1
+    assert torch.get_num_threads() == 2
+    with cpu_threads(None, torch.device("cpu")):
+        assert torch.get_num_threads() == 2
 
 
 def test_rasl_is_a_direct_anomalib_module_with_own_preprocessor() -> None:

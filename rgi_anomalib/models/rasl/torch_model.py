@@ -576,22 +576,19 @@ class RaslModel(nn.Module):
 
     def _solve(self, images: torch.Tensor, fixed: torch.Tensor | None = None) -> RaslResult:
         with cpu_threads(self.num_threads, images.device):
-            return self._rasl(images, fixed)
-
-    def _rasl(self, images: torch.Tensor, fixed: torch.Tensor | None) -> RaslResult:
-        return rasl(
-            images,
-            transform=self.transform,
-            lam=self.lam,
-            lambda_scale=self.lambda_scale,
-            rank=self.rank,
-            fixed=fixed,
-            max_outer=self.max_outer,
-            max_inner=self.max_inner,
-            inner_tol=self.inner_tol,
-            svd=self.svd,
-            precision=self.precision,
-        )
+            return rasl(
+                images,
+                transform=self.transform,
+                lam=self.lam,
+                lambda_scale=self.lambda_scale,
+                rank=self.rank,
+                fixed=fixed,
+                max_outer=self.max_outer,
+                max_inner=self.max_inner,
+                inner_tol=self.inner_tol,
+                svd=self.svd,
+                precision=self.precision,
+            )
 
     @torch.no_grad()
     def anomaly_map(self, images: torch.Tensor) -> torch.Tensor:
