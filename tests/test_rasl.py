@@ -272,6 +272,20 @@ def test_model_detects_defects_and_state_dict_roundtrip() -> None:
     assert float(corr) > 0.95
 
 
+def test_working_size_is_used_whatever_the_input_size() -> None:
+    # The benchmark runner passes its own pre-processor (image_size); working_size still holds.
+    train, _ = _toy_images(12, seed=1)
+    defect, masks = _toy_images(2, anomalous=True, seed=3)
+    model = RaslModel(transform="translation", n_reference=8, working_size=16)
+    model.fit(train)  # 32 x 32 inputs
+    assert model.reference.shape == (8, 3, 16, 16)
+    out = model(defect)
+    assert out.anomaly_map.shape == (2, 1, 32, 32)  # back at the input size
+    assert _auroc(out.anomaly_map, masks) > 0.9  # measured 0.998
+    with pytest.raises(ValueError, match="working_size"):
+        RaslModel(working_size=2)
+
+
 def test_cpu_threads_is_temporary() -> None:
     torch.set_num_threads(2)  # the autouse fixture restores the original count afterwards
     with cpu_threads(1, torch.device("cpu")):

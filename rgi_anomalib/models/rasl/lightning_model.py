@@ -39,8 +39,11 @@ class Rasl(MemoryBankMixin, AnomalibModule):
     """RASL: robust alignment by sparse and low-rank decomposition, as an anomaly detector.
 
     Args:
-        working_size: images are resized to ``working_size x working_size`` (values stay in
-            [0, 1]: no ImageNet normalisation, the decomposition wants raw intensities).
+        working_size: the decomposition runs at ``working_size x working_size``. The default
+            pre-processor resizes to it (values stay in [0, 1]: no ImageNet normalisation, the
+            decomposition wants raw intensities); with a pre-processor of another size (e.g.
+            the benchmark runner's), the model resizes internally and returns maps at the
+            pre-processed size.
         n_reference: at most this many normal training images are kept (seeded random choice).
         transform: ``"similarity"`` (default), ``"translation"``, ``"affine"`` or ``"none"``
             (plain RPCA, no alignment).
@@ -107,6 +110,7 @@ class Rasl(MemoryBankMixin, AnomalibModule):
         self.model: RaslModel = RaslModel(
             transform=transform,
             n_reference=n_reference,
+            working_size=working_size,
             lam=lam,
             lambda_scale=lambda_scale,
             rank=rank,

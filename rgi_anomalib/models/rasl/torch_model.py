@@ -120,13 +120,15 @@ def _svt(x: torch.Tensor, tau: float, rank: int | None, method: str) -> torch.Te
     """Singular value thresholding ``U max(S - tau, 0) V^T`` (keeping at most ``rank`` values).
 
     ``x`` is (n, m) with n (images) << m (pixels). Measured per call, one thread, on the shared
-    2-core CPU machine, for the quick-benchmark shape m = 64*64*3 = 12288 (median of 20-25):
+    2-core CPU machine (load ~1), for the quick-benchmark shape m = 64*64*3 = 12288 (median of
+    25; svd_lowrank with q = 15, niter = 2):
 
-        n = 40, float64, quiet machine:   gram 1.0 ms, linalg.svd 5.9 ms, svd_lowrank 7.5 ms
-        n = 40, float32, load ~5:         gram 6.8 ms, linalg.svd 36 ms,  svd_lowrank 19 ms
-        n = 64, float32, load ~5:         gram 13.5 ms, linalg.svd 67 ms, svd_lowrank 24 ms
+        n = 40, float32: gram 2.1 ms, linalg.svd 23 ms, svd_lowrank 9.4 ms
+        n = 64, float32: gram 8.4 ms, linalg.svd 47 ms, svd_lowrank 13.5 ms
+        n = 40, float64: gram 4.8 ms, linalg.svd 29 ms, svd_lowrank 27 ms
+        n = 64, float64: gram 12.8 ms, linalg.svd 42 ms, svd_lowrank 31 ms
 
-    so the default ``"gram"`` wins by 2-6x; the randomised SVD (q = rank + 5) does not pay at
+    so the default ``"gram"`` wins by 2-10x; the randomised SVD (q = rank + 5) does not pay at
     these sizes (its power iterations cost more than the n x n Gram matrix; it would for
     thousands of images) and SVT needs every singular value above tau anyway. ``"gram"`` is
     exact: with ``x x^T = V diag(s^2) V^T``, ``SVT(x) = V diag(max(1 - tau/s, 0)) V^T x`` -- U is
@@ -470,6 +472,9 @@ class RaslModel(nn.Module):
     Args:
         transform: transformation family for alignment (``"none"`` = plain RPCA).
         n_reference: at most this many normal images are kept by :meth:`fit`.
+        working_size: decompose at ``working_size x working_size`` (inputs of another size are
+            resized, maps resized back to the input size); ``None`` = the input size. This keeps
+            the solver size fixed even when a pipeline supplies its own pre-processor.
         lam, lambda_scale, rank: see :func:`rasl`.
         test_chunk: how many test images are decomposed together with the references. ``None``
             (default) = the whole batch given to ``forward`` at once; ``1`` = each test image alone.
@@ -492,6 +497,7 @@ class RaslModel(nn.Module):
         self,
         transform: str = "similarity",
         n_reference: int = 32,
+        working_size: int | None = None,
         lam: float | None = None,
         lambda_scale: float = 1.0,
         rank: int | None = None,
@@ -521,6 +527,11 @@ class RaslModel(nn.Module):
         if sigma < 0:
             msg = f"sigma must be >= 0, got {sigma!r}."
             raise ValueError(msg)
+        if working_size is not None and (
+            isinstance(working_size, bool) or not isinstance(working_size, int) or working_size < 4
+        ):
+            msg = f"working_size must be None or an integer >= 4, got {working_size!r}."
+            raise ValueError(msg)
         _check_svd(svd)
         _check_precision(precision)
         if num_threads is not None and (not isinstance(num_threads, int) or num_threads < 1):
@@ -529,6 +540,7 @@ class RaslModel(nn.Module):
         self.precision = precision
         self.num_threads = num_threads
         self.n_reference = n_reference
+        self.working_size = working_size
         self.lam = lam
         self.lambda_scale = lambda_scale
         self.rank = rank
@@ -550,6 +562,11 @@ class RaslModel(nn.Module):
         return self.reference.numel() > 0
 
     def _prepare(self, images: torch.Tensor) -> torch.Tensor:
+        size = self.working_size
+        if size is not None and tuple(images.shape[-2:]) != (size, size):
+            images = F.interpolate(
+                images, size=(size, size), mode="bilinear", antialias=True, align_corners=False
+            )
         if self.grayscale and images.shape[1] == 3:
             weights = images.new_tensor([0.299, 0.587, 0.114]).view(1, 3, 1, 1)
             return (images * weights).sum(dim=1, keepdim=True)
@@ -596,6 +613,7 @@ class RaslModel(nn.Module):
         if not self.is_fitted:
             msg = "RaslModel has no reference images: call fit() (train the model) first."
             raise RuntimeError(msg)
+        input_size = tuple(images.shape[-2:])
         images = self._prepare(images.float())
         if images.shape[1:] != self.reference.shape[1:]:
             msg = (
@@ -617,7 +635,13 @@ class RaslModel(nn.Module):
                 sparse = warp(sparse, invert_theta(result.theta[n_ref:]))
             maps.append(sparse)
         anomaly_map = torch.cat(maps).to(images.dtype)
-        return self.blur(anomaly_map) if self.blur is not None else anomaly_map
+        if self.blur is not None:
+            anomaly_map = self.blur(anomaly_map)
+        if tuple(anomaly_map.shape[-2:]) != input_size:
+            anomaly_map = F.interpolate(
+                anomaly_map, size=input_size, mode="bilinear", align_corners=False
+            )
+        return anomaly_map
 
     def forward(self, images: torch.Tensor) -> InferenceBatch:
         """Anomaly map (B, 1, H, W) and image score (B,) = max of the map."""
