@@ -127,6 +127,7 @@ class Rasl(MemoryBankMixin, AnomalibModule):
             seed=seed,
         )
         self._train_images: list[torch.Tensor] = []
+        self._train_paths: list[str] = []
 
     @staticmethod
     def configure_pre_processor(image_size: tuple[int, int] | None = None) -> PreProcessor:
@@ -142,6 +143,9 @@ class Rasl(MemoryBankMixin, AnomalibModule):
         """Collect the (pre-processed) normal images; CPU keeps device memory free."""
         del args, kwargs
         self._train_images.append(batch.image.detach().float().cpu())
+        paths = getattr(batch, "image_path", None)
+        if paths is not None:
+            self._train_paths.extend(str(path) for path in paths)
         # Dummy loss, as in PaDiM: Lightning wants something from training_step.
         return torch.tensor(0.0, requires_grad=True, device=self.device)
 
@@ -151,7 +155,11 @@ class Rasl(MemoryBankMixin, AnomalibModule):
             msg = "Rasl saw no training images; cannot fit."
             raise RuntimeError(msg)
         images = torch.cat(self._train_images)
-        self._train_images = []
+        if len(self._train_paths) == len(images):
+            # Path order first, so the seeded choice does not depend on the loader's shuffling.
+            order = sorted(range(len(images)), key=self._train_paths.__getitem__)
+            images = images[torch.tensor(order)]
+        self._train_images, self._train_paths = [], []
         kept = min(self.model.n_reference, len(images))
         logger.info("RASL: keeping %d of %d normal images.", kept, len(images))
         # Lightning may call this under inference mode (validation start): the buffer must be a
