@@ -57,7 +57,7 @@ def load_base(path: Path, size: int) -> np.ndarray:
 # noise level) so that a small GAN can learn the family quickly; everything is defined in
 # normalised coordinates so the family is the same at every output size.
 _GROOVE_FREQS = (2.0, 5.0, 11.0, 23.0, 37.0)  # cycles per image width, across the grooves
-_GROOVE_AMPS = (0.035, 0.03, 0.022, 0.016, 0.012)
+_GROOVE_AMPS = (0.14, 0.12, 0.088, 0.064, 0.048)
 _TINT = np.array([1.0, 0.975, 0.94])
 
 

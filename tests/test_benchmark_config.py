@@ -41,6 +41,7 @@ def test_valid_config(tmp_path: Path) -> None:
         (lambda c: c["datasets"][0].pop("build"), "needs 'root' or 'build'"),
         (lambda c: c["models"].append({"name": "rgi"}), "model names must be unique"),
         (lambda c: c["models"][0].update(init_args_per_category={"dent": {}}), "unknown category"),
+        (lambda c: c["models"][0].update(fit_from="rgi"), "fit_from 'rgi' must name an earlier"),
     ],
 )
 def test_config_errors(tmp_path: Path, edit, message: str) -> None:

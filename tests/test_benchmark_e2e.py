@@ -38,7 +38,9 @@ def test_benchmark_command_end_to_end(tmp_path: Path) -> None:
                     "init_candidates": 8,
                     "sample_every_n_epochs": 0,
                 },
-            }
+            },
+            # Inverts rgi's trained generator instead of training its own.
+            {"name": "anogan", "fit_from": "rgi", "init_args": {"iterations": 20}},
         ],
     }
     path = tmp_path / "tiny.yaml"
@@ -58,7 +60,12 @@ def test_benchmark_command_end_to_end(tmp_path: Path) -> None:
     assert "| method | crack | mixed_large | mean |" in proc.stdout
     assert "Dice, per-image oracle threshold" in proc.stdout
     rows = json.loads((run_dir / "results.json").read_text())["rows"]
-    assert {(r["model"], r["category"]) for r in rows} == {("rgi", "crack"), ("rgi", "mixed_large")}
+    assert {(r["model"], r["category"]) for r in rows} == {
+        (m, c) for m in ("rgi", "anogan") for c in ("crack", "mixed_large")
+    }
+    fit = {r["model"]: (r["fit_seconds"], r["fit_from"]) for r in rows}
+    assert fit["anogan"] == (fit["rgi"][0], "rgi") and fit["rgi"][1] == ""
+    assert "AUPRO (FPR ≤ 0.3, normalised)" in (run_dir / "results.md").read_text()
     assert all(r["n_defect"] == 3 and r["n_normal"] == 3 for r in rows)
     assert all(0 <= r["dice_oracle_mean"] <= 1 for r in rows)
     # never overwrite silently

@@ -102,7 +102,18 @@ def test_label_free_threshold_and_mask_rule() -> None:
     assert out["dice_oracle_mean"] == 1.0
     assert out["dice_dataset_mean"] == 1.0
     assert out["pixel_auroc"] == 1.0
+    assert out["aupro"] == pytest.approx(1.0)
     assert out["image_auroc"] == 1.0
+
+
+def test_aupro_orders_maps_and_needs_regions() -> None:
+    gt = _square()
+    rng = np.random.default_rng(0)
+    noise = rng.random(gt.shape)
+    assert M.aupro([gt.astype(float)], [gt]) == pytest.approx(1.0)
+    assert M.aupro([1.0 - gt], [gt]) == pytest.approx(0.0)
+    assert 0.0 < M.aupro([noise + 0.5 * gt], [gt]) < 1.0
+    assert math.isnan(M.aupro([noise], [np.zeros_like(gt)]))
 
 
 def test_category_metrics_without_masks_keeps_image_metrics() -> None:

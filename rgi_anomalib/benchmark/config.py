@@ -33,6 +33,8 @@ MODEL_KEYS = {
     "trainer_arguments win)",
     "form": "how the method is run, printed in the tables (e.g. 'random-init backbone')",
     "mask_map": "anomaly map is a sparse mask, so also score the M̂ > 0 rule (auto for RGI)",
+    "fit_from": "name of an earlier model whose fitted weights this one loads instead of "
+    "training (same architecture), e.g. R-RGI and AnoGAN inverting RGI's generator",
 }
 DATASET_KEYS = {
     "name": "display name (unique)",
@@ -62,6 +64,7 @@ class ModelSpec:
     form: str = ""
     mask_map: bool | None = None
     trainer_args: dict[str, Any] = field(default_factory=dict)
+    fit_from: str | None = None
 
 
 @dataclass
@@ -149,11 +152,18 @@ def parse_config(data: Any, *, base_dir: Path | None = None, source: str = "") -
                 form=str(entry.get("form") or ""),
                 mask_map=entry.get("mask_map"),
                 trainer_args=dict(entry.get("trainer_args") or {}),
+                fit_from=str(entry["fit_from"]) if entry.get("fit_from") else None,
             )
         )
     names = [m.name for m in models]
     if len(set(names)) != len(names):
         raise ConfigError(f"model names must be unique, got {names}")
+    for i, spec in enumerate(models):
+        if spec.fit_from is not None and spec.fit_from not in names[:i]:
+            raise ConfigError(
+                f"models[{i}] ({spec.name}): fit_from {spec.fit_from!r} must name an earlier "
+                f"model; earlier models: {names[:i] or 'none'}"
+            )
 
     datasets_raw = data["datasets"]
     if not isinstance(datasets_raw, list) or not datasets_raw:

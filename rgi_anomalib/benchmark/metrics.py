@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from types import SimpleNamespace
 
 import numpy as np
 
@@ -106,6 +107,26 @@ def binary_auroc(scores: np.ndarray, labels: np.ndarray) -> float:
     return float(u / (n_pos * n_neg))
 
 
+def aupro(maps: Sequence[np.ndarray], gts: Sequence[np.ndarray], fpr_limit: float = 0.3) -> float:
+    """Area under the per-region-overlap curve up to ``fpr_limit``, normalised to [0, 1].
+
+    anomalib's ``AUPRO`` (connected components of the masks, MVTec's definition). NaN without any
+    defect region.
+    """
+    if not any(np.any(g) for g in gts):
+        return math.nan
+    import torch  # lazy: keeps this module numpy-only until AUPRO is asked for
+    from anomalib.metrics import AUPRO
+
+    metric = AUPRO(fields=("anomaly_map", "gt_mask"), fpr_limit=fpr_limit)
+    batch = SimpleNamespace(
+        anomaly_map=torch.from_numpy(np.stack([np.asarray(m, np.float32) for m in maps])),
+        gt_mask=torch.from_numpy(np.stack([np.asarray(g, bool) for g in gts])).int(),
+    )
+    metric.update(batch)
+    return float(metric.compute())
+
+
 def mean_std(values: Sequence[float]) -> tuple[float, float]:
     """Mean and population std ignoring NaN; (NaN, NaN) when nothing is left."""
     arr = np.asarray([v for v in values if not math.isnan(v)], np.float64)
@@ -148,7 +169,11 @@ def category_metrics(
         for k in keys:
             out[f"{k}_mean"] = out[f"{k}_std"] = nan
         out.update(
-            pixel_f1max=nan, dataset_threshold=nan, pixel_auroc=nan, pixel_auroc_per_image=nan
+            pixel_f1max=nan,
+            dataset_threshold=nan,
+            pixel_auroc=nan,
+            pixel_auroc_per_image=nan,
+            aupro=nan,
         )
         return out
     out["dice_oracle_mean"], out["dice_oracle_std"] = mean_std(
@@ -174,6 +199,7 @@ def category_metrics(
         np.concatenate([np.ravel(m) for m in all_maps]),
         np.concatenate([np.ravel(g) for g in all_gts]),
     )
+    out["aupro"] = aupro(all_maps, all_gts)
     out["pixel_auroc_per_image"] = mean_std(
         [binary_auroc(m, g) for m, g in zip(defect_maps, defect_gts, strict=True)]
     )[0]

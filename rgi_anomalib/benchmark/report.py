@@ -22,6 +22,7 @@ TABLES = (
     ("dice_label_free_mean", "Dice, label-free threshold (percentile of normal-image maps)"),
     ("dice_mask_rule_mean", "Dice, M̂ > 0 rule (RGI-family masks only)"),
     ("pixel_auroc", "Pixel AUROC (pooled)"),
+    ("aupro", "AUPRO (FPR ≤ 0.3, normalised)"),
     ("image_auroc", "Image AUROC (defect vs test/good)"),
 )
 
@@ -127,8 +128,10 @@ def results_markdown(rows: Sequence[dict[str, Any]], meta: dict[str, Any]) -> st
     timing = ["### Cost", "", "| method | fit s | test s / image |", "|---|---|---|"]
     for m in dict.fromkeys(method_label(r) for r in rows):
         rs = [r for r in rows if method_label(r) == m]
+        shared = rs[0].get("fit_from")
+        fit = f"{np.mean([r['fit_seconds'] for r in rs]):.1f}"
         timing.append(
-            f"| {m} | {np.mean([r['fit_seconds'] for r in rs]):.1f} | "
+            f"| {m} | {fit + f' (shared: {shared})' if shared else fit} | "
             f"{np.mean([r['test_seconds_per_image'] for r in rs]):.3f} |"
         )
     parts.append("\n".join(timing) + "\n")
