@@ -25,6 +25,7 @@ from synthetic_btad.masks import CATEGORIES, GroupingRules, MaskLibrary, load_mv
 from synthetic_btad.procedural import PROCEDURAL_FAMILIES, generate_mask
 
 FORMAT = "synthetic_btad/1"
+FILLS = ("mean", "random")
 SUMMARY_FILE = "summary.json"
 MANIFEST_FILE = "manifest.csv"
 MASK_SUFFIX = "_mask"
@@ -162,6 +163,7 @@ def build_dataset(
     area_reference_size: int = 128,
     btad_product: str = "03",
     btad_use_test_ok: bool = False,
+    fill: str = "mean",
     overwrite: bool = False,
     progress: Progress | None = None,
     notice: Notice | None = None,
@@ -172,6 +174,8 @@ def build_dataset(
     manifest and summary, and announced through ``notice``). Counts left as None follow the paper
     (900 train images, 100 defect bases = 100 test images per category) when enough images exist.
     Each category's i-th test image is defect-filled from base i with a mask drawn for it at random.
+    ``fill="mean"`` is the paper's mean-colour fill; ``fill="random"`` paints each defect one
+    uniform random colour instead (loud defects, for smoke tests such as the CI guard).
     The result is a function of the arguments only: same arguments and seed => identical bytes.
     Everything is written into a temporary sibling of ``out`` and renamed at the end.
     """
@@ -179,6 +183,8 @@ def build_dataset(
         raise ValueError(f"size must be an integer in [8, 4096], got {size!r}")
     if not isinstance(seed, int) or seed < 0:
         raise ValueError(f"seed must be a non-negative integer, got {seed!r}")
+    if fill not in FILLS:
+        raise ValueError(f"fill must be one of {FILLS}, got {fill!r}")
     categories = list(categories)
     bad = [c for c in categories if c not in CATEGORIES]
     if bad or not categories or len(set(categories)) != len(categories):
@@ -310,7 +316,9 @@ def build_dataset(
                     gen = generate_mask(cat, rng, size, rules)
                     mask, area_ref = gen.mask, gen.area_ref
                     mask_kind, mask_source, defect_type = STAND_IN, f"generated:{cat}", cat
-                x_sys, colour = fill_defect(x, mask)
+                # Drawn after the mask, so both fills share the same masks.
+                paint = rng.integers(0, 256, 3, dtype=np.uint8) if fill == "random" else None
+                x_sys, colour = fill_defect(x, mask, paint)
                 rel = f"test/{cat}/{name(i)}.png"
                 rel_mask = f"ground_truth/{cat}/{name(i)}{MASK_SUFFIX}.png"
                 write_png(tmp / rel, x_sys)
@@ -371,7 +379,11 @@ def build_dataset(
                     if library is not None
                     else {"kind": STAND_IN, "families": PROCEDURAL_FAMILIES}
                 ),
-                "fill": "x_sys = (1 - M) * x + M * C, C = per-channel mean of x over M, rounded",
+                "fill": (
+                    "x_sys = (1 - M) * x + M * C, C = per-channel mean of x over M, rounded"
+                    if fill == "mean"
+                    else "x_sys = (1 - M) * x + M * C, C = uniform random RGB per defect"
+                ),
             },
             "counts": {
                 "train/good": len(rows_train),

@@ -69,6 +69,12 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--btad-use-test-ok", action="store_true", help="also use <product>/test/ok as bases"
     )
+    p.add_argument(
+        "--fill",
+        choices=("mean", "random"),
+        default="mean",
+        help="defect colour: the region's mean (the paper, default) or one random colour (loud)",
+    )
     p.add_argument("--overwrite", action="store_true", help="replace an existing output dataset")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     return p
@@ -138,6 +144,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 area_reference_size=args.area_reference_size,
                 btad_product=args.btad_product,
                 btad_use_test_ok=args.btad_use_test_ok,
+                fill=args.fill,
                 overwrite=args.overwrite,
                 progress=progress,
                 notice=notice,

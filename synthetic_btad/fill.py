@@ -13,17 +13,24 @@ def region_mean_colour(image: np.ndarray, mask: np.ndarray) -> np.ndarray:
     return image[mask].astype(np.float64).mean(axis=0)
 
 
-def fill_defect(image: np.ndarray, mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def fill_defect(
+    image: np.ndarray, mask: np.ndarray, colour: np.ndarray | None = None
+) -> tuple[np.ndarray, np.ndarray]:
     """Return ``(x_sys, C)`` with ``x_sys = (1 - M) * x + M * C``.
 
     ``C`` is, per colour channel, the mean of ``x`` over the masked pixels, so the defect has the
     average colour of what it covers and is hard to see (the paper's choice, to avoid trivial
     detection). ``image`` is uint8 HxWx3, ``mask`` is a boolean HxW array. ``C`` is rounded to
     the nearest integer (ties to even) because the result is stored as 8-bit; the unrounded mean is
-    available from :func:`region_mean_colour`.
+    available from :func:`region_mean_colour`. A given uint8 ``colour`` (3,) is used instead of
+    the mean (``fill="random"`` in ``build_dataset``: loud defects).
     """
-    mean = region_mean_colour(image, mask)
-    colour = np.clip(np.rint(mean), 0, 255).astype(np.uint8)
+    if colour is None:
+        mean = region_mean_colour(image, mask)
+        colour = np.clip(np.rint(mean), 0, 255).astype(np.uint8)
+    else:
+        _check(image, mask)
+        colour = np.asarray(colour, np.uint8)
     out = image.copy()
     out[mask] = colour
     return out, colour

@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from rgi_anomalib.benchmark.report import markdown_table, write_outputs
+from rgi_anomalib.benchmark.report import dataset_tables, markdown_table, write_outputs
 
 
 def _row(model: str, cat: str, dice: float, form: str = "") -> dict:
@@ -39,6 +39,18 @@ def test_markdown_table_bold_best() -> None:
     assert "| method | crack | scratch | mean |" in table
     assert "| rgi | **0.600 ± 0.100** | 0.200 ± 0.100 | **0.400** |" in table
     assert "| anogan (l2) | 0.400 ± 0.100 | **0.300 ± 0.100** | 0.350 |" in table
+
+
+def test_one_table_per_dataset() -> None:
+    rows = [_row("rgi", "crack", 0.6), _row("anogan", "crack", 0.4)]
+    rows += [
+        {**_row("rgi", "crack", 0.1), "dataset": "e"},
+        {**_row("anogan", "crack", 0.2), "dataset": "e"},
+    ]
+    text = dataset_tables(rows, "dice_oracle_mean", "Dice")
+    assert "### Dice · dataset d" in text and "### Dice · dataset e" in text
+    assert "| rgi | **0.600 ± 0.100** | **0.600** |" in text  # best within dataset d
+    assert "| anogan | **0.200 ± 0.100** | **0.200** |" in text  # best within dataset e
 
 
 def test_write_outputs(tmp_path: Path) -> None:

@@ -48,6 +48,7 @@ BUILD_KEYS = {
     "n_test_per_category": "test images per category",
     "btad_root": "BTAD root (None: generated stand-in bases)",
     "mvtec_root": "MVTec AD root (None: generated stand-in masks)",
+    "fill": "defect colour: 'mean' (the paper's mean-colour fill, default) or 'random' (loud)",
 }
 
 

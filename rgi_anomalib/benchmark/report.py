@@ -111,6 +111,21 @@ def markdown_table(rows: Sequence[dict[str, Any]], key: str, title: str) -> str:
     return "\n".join(lines) + "\n"
 
 
+def dataset_tables(rows: Sequence[dict[str, Any]], key: str, title: str) -> str:
+    """``markdown_table``, one per dataset when there are several (best values per dataset)."""
+    datasets = list(dict.fromkeys(r["dataset"] for r in rows))
+    if len(datasets) == 1:
+        return markdown_table(rows, key, title)
+    return "\n".join(
+        markdown_table(
+            [{**r, "_multi_dataset": False} for r in rows if r["dataset"] == d],
+            key,
+            f"{title} · dataset {d}",
+        )
+        for d in datasets
+    )
+
+
 def results_markdown(rows: Sequence[dict[str, Any]], meta: dict[str, Any]) -> str:
     parts = [
         "# Benchmark results",
@@ -124,7 +139,7 @@ def results_markdown(rows: Sequence[dict[str, Any]], meta: dict[str, Any]) -> st
     ]
     for key, title in TABLES:
         if any(r.get(key) is not None and not math.isnan(r[key]) for r in rows):
-            parts.append(markdown_table(rows, key, title))
+            parts.append(dataset_tables(rows, key, title))
     timing = ["### Cost", "", "| method | fit s | test s / image |", "|---|---|---|"]
     for m in dict.fromkeys(method_label(r) for r in rows):
         rs = [r for r in rows if method_label(r) == m]
@@ -254,4 +269,4 @@ def write_outputs(
     _write_text(run_dir / "results.md", results_markdown(rows, meta))
     dice_bar(run_dir / "dice_bar.png", rows)
     qualitative_grid(run_dir / "qualitative.png", qualitative)
-    return markdown_table(rows, *TABLES[0])
+    return dataset_tables(rows, *TABLES[0])

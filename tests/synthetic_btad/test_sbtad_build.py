@@ -87,6 +87,24 @@ def test_determinism_by_hashing_the_whole_output(tmp_path: Path) -> None:
     assert tree_hash(tmp_path / "a") != tree_hash(tmp_path / "c")
 
 
+def test_random_fill_keeps_masks_and_paints_one_colour(tmp_path: Path) -> None:
+    build_dataset(tmp_path / "mean", seed=3, **TINY)
+    summary = build_dataset(tmp_path / "loud", seed=3, fill="random", **TINY)
+    assert "random" in summary.data["sources"]["fill"]
+    for rel in ("train/good/0001.png", "test/good/0001.png", "ground_truth/crack/0001_mask.png"):
+        assert (tmp_path / "mean" / rel).read_bytes() == (tmp_path / "loud" / rel).read_bytes()
+    mask = _px(tmp_path / "loud/ground_truth/crack/0001_mask.png") > 0
+    loud, clean = (
+        _px(tmp_path / "loud/test/crack/0001.png"),
+        _px(tmp_path / "loud/test/good/0001.png"),
+    )
+    assert len(np.unique(loud[mask].reshape(-1, 3), axis=0)) == 1
+    assert np.array_equal(loud[~mask], clean[~mask])
+    assert (tmp_path / "mean/test/crack/0001.png").read_bytes() != (
+        tmp_path / "loud/test/crack/0001.png"
+    ).read_bytes()
+
+
 def test_category_subset_keeps_other_images_unchanged(tmp_path: Path) -> None:
     build_dataset(tmp_path / "all", seed=1, **TINY)
     build_dataset(tmp_path / "two", seed=1, categories=["scratch", "crack"], **TINY)
@@ -239,6 +257,7 @@ def test_interrupted_run_leaves_no_dataset(tmp_path: Path) -> None:
         ({"seed": -1}, "seed"),
         ({"categories": ["dent"]}, "categories"),
         ({"n_train": 0}, "n_train"),
+        ({"fill": "blue"}, "fill must be one of"),
     ],
 )
 def test_bad_parameters(tmp_path: Path, kwargs: dict, match: str) -> None:

@@ -71,6 +71,9 @@ class GanInversionModule:
         early_stop_patience: Stop once the loss has not improved for this many iterations
             (0: never; None: the method's default).
         seed: Seed of the latent pool and of GAN training noise.
+        compile_generator: Run the solve's generator through ``torch.compile`` (needs a C++
+            compiler; compiles on the first test batch, ~5-25 s). Measured 1.6x faster per image
+            at 128 px on CPU (BENCHMARKS_backends.md); off by default.
 
     Method defaults (``_METHOD``) are the fast configuration measured in BENCHMARKS.md; the
     paper's protocol (2000 Adam iterations, M as a free variable) is
@@ -108,6 +111,7 @@ class GanInversionModule:
         init_distribution: LatentInit = "normal",
         early_stop_patience: int | None = None,
         seed: int = 0,
+        compile_generator: bool = False,
         pre_processor: PreProcessor | bool = True,
         post_processor: torch.nn.Module | bool = True,
         evaluator: Any = True,
@@ -171,6 +175,7 @@ class GanInversionModule:
             max_width=max_width,
             backbone=backbone,
             spectral_norm=spectral_norm,
+            compile_generator=compile_generator,
         )
         self._sample_latents = torch.randn(
             16, latent_dim, generator=torch.Generator().manual_seed(seed)

@@ -332,6 +332,7 @@ def _per_image_weights(
 ) -> dict[str, torch.Tensor]:
     """A private, trainable copy of the fine-tuned generator weights for each image (leading
     dim = B): all of them, or those whose name starts with one of ``prefixes``."""
+    generator = getattr(generator, "_orig_mod", generator)  # names of the plain module
     named = [
         (name, param)
         for name, param in generator.named_parameters()
@@ -351,6 +352,8 @@ def _generate(
 ) -> torch.Tensor:
     if weights is None:
         return generator(latent)
+    # A torch.compile wrapper is bypassed here: functional_call needs the plain module.
+    generator = getattr(generator, "_orig_mod", generator)
     # Weights that are not fine-tuned (and buffers) are shared by every image.
     shared = {n: p for n, p in generator.named_parameters() if n not in weights}
     shared.update(generator.named_buffers())
