@@ -9,6 +9,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from .config import ConfigError
+
 DEFAULT_METRIC = "dice_oracle_mean"
 MIN_TOLERANCE = 0.02
 SPREAD_FACTOR = 3.0
@@ -29,6 +31,9 @@ def load_rows(path: str | Path) -> list[dict[str, Any]]:
     path = Path(path)
     if path.is_dir():
         path = path / "results.json"
+    if not path.is_file():
+        msg = f"{path} not found: expected a benchmark run directory holding results.json"
+        raise ConfigError(msg)
     return json.loads(path.read_text())["rows"]
 
 
