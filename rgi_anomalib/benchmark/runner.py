@@ -437,7 +437,8 @@ def run_benchmark(cfg: BenchmarkConfig, console: Any = None) -> RunResult:
                     else:
                         source, fit_seconds = fitted[spec.fit_from]
                         _load_fitted(model, source, spec)
-                    fitted[spec.name] = (model, fit_seconds)
+                    if any(m.fit_from == spec.name for m in cfg.models):
+                        fitted[spec.name] = (model, fit_seconds)  # kept only when reused
                     progress.advance(task)
                     mask_map = (
                         spec.mask_map if spec.mask_map is not None else (cls.__name__ in RGI_FAMILY)
