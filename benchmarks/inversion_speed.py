@@ -26,6 +26,7 @@ import numpy as np
 import torch
 from PIL import Image
 
+from rgi_anomalib.benchmark.metrics import best_pooled_threshold, oracle_dice
 from rgi_anomalib.models.gan_inversion.anomaly_map import anomaly_map
 from rgi_anomalib.models.gan_inversion.lightning_model import Rgi, RRgi
 from rgi_anomalib.models.gan_inversion.networks import Generator
@@ -38,30 +39,6 @@ from rgi_anomalib.models.gan_inversion.solver import (
 from rgi_anomalib.models.gan_inversion.torch_model import GanInversionModel
 
 CATEGORIES = ("crack", "irregular", "mixed_large", "scratch")
-
-try:  # the shared benchmark metrics, when present
-    from rgi_anomalib.benchmark.metrics import best_pooled_threshold, oracle_dice
-except ImportError:  # pragma: no cover - local fallback with the same definitions
-
-    def oracle_dice(amap: np.ndarray, gt: np.ndarray, n_thresholds: int = 101) -> float:
-        lo, hi = float(amap.min()), float(amap.max())
-        norm = ((amap - lo) / (hi - lo) if hi > lo else np.zeros_like(amap)).ravel()
-        gt = np.asarray(gt, bool).ravel()
-        pred = norm[None, :] > np.linspace(0.0, 1.0, n_thresholds)[:, None]
-        inter = (pred & gt[None]).sum(axis=1)
-        denom = pred.sum(axis=1) + gt.sum()
-        return float(np.where(denom == 0, 1.0, 2 * inter / np.maximum(denom, 1)).max())
-
-    def best_pooled_threshold(maps, gts) -> tuple[float, float]:
-        scores = np.concatenate([np.asarray(m, np.float64).ravel() for m in maps])
-        labels = np.concatenate([np.asarray(g, bool).ravel() for g in gts])
-        order = np.argsort(-scores, kind="stable")
-        scores, labels = scores[order], labels[order]
-        tp, fp = np.cumsum(labels), np.cumsum(~labels)
-        last = np.r_[scores[1:] != scores[:-1], True]
-        f1 = 2 * tp[last] / (tp[last] + fp[last] + labels.sum())
-        best = int(np.argmax(f1))
-        return float(f1[best]), float(scores[last][best])
 
 
 # ------------------------------------------------------------------------------------- data

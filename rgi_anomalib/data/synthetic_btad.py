@@ -38,6 +38,7 @@ class SyntheticBTAD(Folder):
             except for a warning when it differs from the dataset's size.
         n_train: Training images when building (None: 900, or 90% of BTAD).
         n_test_per_category: Test images per category when building (None: 100, or 10% of BTAD).
+        fill: Defect colour when building: ``"mean"`` (the paper) or ``"random"`` (loud defects).
         build_if_missing: Build the dataset when ``root`` holds none.
         include_normal_test: Use ``test/good`` (the clean bases) as normal test images.
         train_batch_size, eval_batch_size, num_workers, *_augmentations, test_split_mode,
@@ -54,6 +55,7 @@ class SyntheticBTAD(Folder):
         image_size: int | None = None,
         n_train: int | None = None,
         n_test_per_category: int | None = None,
+        fill: str = "mean",
         build_if_missing: bool = True,
         include_normal_test: bool = True,
         train_batch_size: int = 32,
@@ -99,6 +101,7 @@ class SyntheticBTAD(Folder):
         self.image_size = image_size
         self.n_train = n_train
         self.n_test_per_category = n_test_per_category
+        self.fill = fill
         self.build_if_missing = build_if_missing
         self.include_normal_test = include_normal_test
 
@@ -126,6 +129,7 @@ class SyntheticBTAD(Folder):
                     seed=self.seed,
                     n_train=self.n_train,
                     n_test_per_category=self.n_test_per_category,
+                    fill=self.fill,
                     notice=logger.warning,
                 )
             except synthetic_btad.OutputExistsError:

@@ -6,6 +6,7 @@ need them skip cleanly when that directory is absent.
 
 from __future__ import annotations
 
+import importlib.util
 import sys
 from pathlib import Path
 
@@ -16,7 +17,8 @@ from PIL import Image
 if str(Path(__file__).parent) not in sys.path:
     sys.path.insert(0, str(Path(__file__).parent))
 
-SHARED_DATA = Path(__file__).resolve().parents[2] / ".." / "shared" / "data"
+REPO = Path(__file__).resolve().parents[2]
+SHARED_DATA = REPO / ".." / "shared" / "data"
 GRID = SHARED_DATA / "mvtec_ad_grid_otx" / "data" / "mvtec"
 IND_KNN = SHARED_DATA / "mvtec_ad_ind_knn_ad" / "datasets"
 
@@ -27,28 +29,19 @@ def _require(path: Path) -> Path:
     return path.resolve()
 
 
-def _link_category(src: Path, dst: Path) -> None:
-    """Mirror ground_truth/<defect>/* and test/<defect>/* of an MVTec category as symlinks."""
-    for sub in ("ground_truth", "test"):
-        for defect in sorted(d for d in (src / sub).iterdir() if d.is_dir()):
-            if defect.name == "good":
-                continue
-            out = dst / sub / defect.name
-            out.mkdir(parents=True, exist_ok=True)
-            for f in sorted(defect.iterdir()):
-                (out / f.name).symlink_to(f)
-
-
 @pytest.fixture(scope="session")
 def real_mvtec_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """Standard MVTec AD layout (grid, hazelnut, transistor) of symlinks to the 27 shared masks."""
-    grid = _require(GRID)
-    ind = _require(IND_KNN)
-    root = tmp_path_factory.mktemp("mvtec")
-    _link_category(grid, root / "grid")
-    _link_category(ind / "hazelnut_reduced", root / "hazelnut")
-    _link_category(ind / "transistor_reduced", root / "transistor")
-    return root
+    """Standard MVTec AD layout (grid, hazelnut, transistor) of symlinks to the 27 shared masks,
+    made by benchmarks/link_shared_data.py (the same layout the real-data benchmark uses)."""
+    _require(GRID)
+    _require(IND_KNN)
+    script = REPO / "benchmarks" / "link_shared_data.py"
+    spec = importlib.util.spec_from_file_location("link_shared_data", script)
+    linker = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(linker)
+    out = tmp_path_factory.mktemp("shared") / "roots"
+    linker.link_shared_data(SHARED_DATA.resolve(), out)
+    return out / "mvtec"
 
 
 @pytest.fixture(scope="session")

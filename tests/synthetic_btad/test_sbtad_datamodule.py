@@ -38,6 +38,12 @@ def test_builds_on_first_use_in_an_empty_directory(tmp_path: Path, built: Path) 
     assert len(dm.test_data) == 3 + 4 * 3
 
 
+def test_builds_loud_defects_with_fill_random(tmp_path: Path) -> None:
+    dm = SyntheticBTAD(root=tmp_path / "loud", seed=0, val_split_mode="none", fill="random", **TINY)
+    dm.prepare_data()
+    assert "random" in load_summary(tmp_path / "loud").data["sources"]["fill"]
+
+
 def test_folder_pairs_every_image_with_its_own_mask(built: Path) -> None:
     dm = SyntheticBTAD(root=built, val_split_mode="none", build_if_missing=False)
     dm.setup()
