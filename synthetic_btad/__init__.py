@@ -2,28 +2,34 @@
 
 Builds an anomalib ``Folder``-readable dataset: defect-free training images, and per defect
 category (crack, irregular, scratch, mixed_large) test images whose defect region is filled with
-the region's mean colour, plus ground-truth masks, a manifest and a summary. Without BTAD or
-MVTec AD on disk it uses generated stand-ins, labelled as such.
+the region's mean colour, plus ground-truth masks, a manifest and a summary (with each defect's
+in-mask contrast against its clean twin). Base images come from BTAD, from the ELPV solar cells
+(optional ``elpv-dataset`` package) or from a generated stand-in; without MVTec AD on disk the
+masks are generated stand-ins. Stand-ins are labelled as such.
 
 Importing this package is cheap (numpy, Pillow); it never imports torch or the GAN models.
 """
 
 __version__ = "0.1.0"
 
+from synthetic_btad.bases import BASE_SOURCES
 from synthetic_btad.build import (
     FORMAT,
     MANIFEST_FILE,
     SUMMARY_FILE,
     Summary,
     build_dataset,
+    defect_contrast,
     derive_seed,
     is_dataset,
     load_summary,
 )
+from synthetic_btad.contrast import DefectContrast, rms_contrast
 from synthetic_btad.errors import (
     ImageReadError,
     LayoutError,
     MaskError,
+    MissingDependencyError,
     NotEnoughDataError,
     OutputExistsError,
     SyntheticBTADError,
@@ -37,24 +43,29 @@ from synthetic_btad.masks import (
 )
 
 __all__ = [
+    "BASE_SOURCES",
     "CATEGORIES",
     "DEFAULT_NAME_RULES",
     "FORMAT",
     "MANIFEST_FILE",
     "SUMMARY_FILE",
+    "DefectContrast",
     "GroupingRules",
     "ImageReadError",
     "LayoutError",
     "MaskError",
+    "MissingDependencyError",
     "NotEnoughDataError",
     "OutputExistsError",
     "Summary",
     "SyntheticBTADError",
     "build_dataset",
+    "defect_contrast",
     "derive_seed",
     "fill_defect",
     "is_dataset",
     "load_mvtec_masks",
     "load_summary",
     "region_mean_colour",
+    "rms_contrast",
 ]

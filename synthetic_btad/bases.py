@@ -1,17 +1,26 @@
-"""Defect-free base images: BTAD product 03 from disk, or generated product-03-like stand-ins."""
+"""Defect-free base images: BTAD product 03 from disk, ELPV solar cells, or generated stand-ins."""
 
 from __future__ import annotations
 
+import importlib.metadata
 import math
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 from PIL import Image
 
-from synthetic_btad.errors import LayoutError, NotEnoughDataError
+from synthetic_btad.errors import LayoutError, MissingDependencyError, NotEnoughDataError
 from synthetic_btad.io import list_images, read_rgb
 
 BTAD_LAYOUT = "<root>/<product>/train/ok/*.bmp (also test/ok, test/ko, ground_truth/ko)"
+
+# Where the base images come from (``build_dataset(bases=...)``, ``--bases``).
+BASE_SOURCES = ("standin", "btad", "elpv")
+ELPV_PACKAGE = "elpv-dataset"
+ELPV_LICENSE = "CC BY-NC-SA 4.0"
+ELPV_LABEL = f"ELPV polycrystalline cells, {ELPV_LICENSE}"
+ELPV_INSTALL = "pip install elpv-dataset  (in this repository: pip install -e '.[elpv]')"
 
 
 def btad_pool(root: Path | str, product: str = "03", use_test_ok: bool = False) -> list[Path]:
@@ -37,6 +46,63 @@ def btad_pool(root: Path | str, product: str = "03", use_test_ok: bool = False) 
     if not pool:
         raise NotEnoughDataError(f"BTAD folder {ok_dir} contains no images (.bmp/.png/.jpg)")
     return pool
+
+
+@dataclass(frozen=True)
+class ElpvPool:
+    """The defect-free polycrystalline ELPV cells: image paths, sorted, and where they came from."""
+
+    paths: list[Path]
+    data_dir: Path  # the package's data folder; manifest sources are relative to it
+    version: str
+    n_cells: int  # all cells listed in the package's labels.csv
+
+
+def elpv_pool() -> ElpvPool:
+    """Defect-free polycrystalline cells of the ``elpv-dataset`` package (sorted by file name).
+
+    The package ships 2,624 300x300 8-bit grey electroluminescence images of solar cells, each with
+    a defect probability (0, 1/3, 2/3 or 1) and a module type (``mono`` or ``poly``). The cells
+    with probability 0 and type ``poly`` (920 in version 1.0.0) are the pool. The selection is read
+    from the package's ``labels.csv``, the file its ``elpv_dataset.utils.load_dataset()`` reads, so
+    that only the selected images are decoded (``load_dataset`` decodes all 2,624).
+    Raises :class:`MissingDependencyError` with the pip command when the package is absent.
+    """
+    try:
+        import elpv_dataset
+        import elpv_dataset.utils
+    except ImportError as exc:
+        raise MissingDependencyError(
+            f"bases='elpv' needs the {ELPV_PACKAGE} package ({ELPV_LABEL}), which is not "
+            f"installed: {ELPV_INSTALL}"
+        ) from exc
+    try:
+        version = importlib.metadata.version(ELPV_PACKAGE)
+    except importlib.metadata.PackageNotFoundError:  # imported from a source tree
+        version = str(getattr(elpv_dataset, "__version__", "unknown"))
+    data_dir = Path(elpv_dataset.utils.__file__).resolve().parent / "data"
+    labels = data_dir / "labels.csv"
+    if not labels.is_file():
+        raise LayoutError(
+            f"{ELPV_PACKAGE} {version} has no {labels}; expected the package's labels.csv "
+            "(lines '<image path> <defect probability> <mono|poly>')"
+        )
+    rows = []
+    for n, line in enumerate(labels.read_text(encoding="utf-8").splitlines(), 1):
+        if not line.strip():
+            continue
+        parts = line.split()
+        try:
+            rel, prob, kind = parts[0], float(parts[1]), parts[2]
+        except (IndexError, ValueError) as exc:
+            raise LayoutError(
+                f"{labels} line {n} is not '<path> <probability> <type>': {line!r}"
+            ) from exc
+        rows.append((rel, prob, kind))
+    paths = sorted(data_dir / rel for rel, prob, kind in rows if prob == 0.0 and kind == "poly")
+    if not paths:
+        raise NotEnoughDataError(f"{labels} lists no defect-free (probability 0) poly cells")
+    return ElpvPool(paths=paths, data_dir=data_dir, version=version, n_cells=len(rows))
 
 
 def load_base(path: Path, size: int) -> np.ndarray:
@@ -93,13 +159,19 @@ def generate_base(rng: np.random.Generator, size: int) -> np.ndarray:
 
 
 def resolve_counts(
-    available: int | None, n_train: int | None, n_test: int | None
+    available: int | None,
+    n_train: int | None,
+    n_test: int | None,
+    keep_paper_test: bool = False,
 ) -> tuple[int, int, str]:
     """Number of training images and of defect bases (= test images per category).
 
     ``available`` is the size of the real pool (None for generated bases). Unset counts follow the
     paper (900 train, 100 bases) when there are enough images; with fewer real images the same
-    90/10 proportion is used. Explicit counts that do not fit raise :class:`NotEnoughDataError`.
+    90/10 proportion is used, or, with ``keep_paper_test`` and more than 100 images, the paper's
+    100 defect bases and the rest for training (the ELPV pool: 820 + 100 of 920, so that each
+    category has the paper's 100 test images). Explicit counts that do not fit raise
+    :class:`NotEnoughDataError`.
     """
     for name, val in (("n_train", n_train), ("n_test_per_category", n_test)):
         if val is not None and val < 1:
@@ -121,6 +193,13 @@ def resolve_counts(
             return 900, 100, "paper default (900 train, 100 bases)"
         if available < 2:
             raise NotEnoughDataError(f"need at least 2 base images, found {available}")
+        if keep_paper_test and available > 100:
+            return (
+                available - 100,
+                100,
+                f"only {available} images: the paper's 100 defect bases, the other "
+                f"{available - 100} for training",
+            )
         n_test = max(1, available // 10)
         return available - n_test, n_test, f"only {available} images: 90/10 split as in the paper"
     if n_test is not None:

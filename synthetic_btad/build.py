@@ -17,10 +17,21 @@ import numpy as np
 import PIL
 
 from synthetic_btad import __version__
-from synthetic_btad.bases import btad_pool, generate_base, load_base, resolve_counts
+from synthetic_btad.bases import (
+    BASE_SOURCES,
+    ELPV_LABEL,
+    ELPV_LICENSE,
+    ELPV_PACKAGE,
+    btad_pool,
+    elpv_pool,
+    generate_base,
+    load_base,
+    resolve_counts,
+)
+from synthetic_btad.contrast import DefectContrast, rms_contrast, stored_value
 from synthetic_btad.errors import NotEnoughDataError, OutputExistsError
 from synthetic_btad.fill import fill_defect
-from synthetic_btad.io import write_png
+from synthetic_btad.io import read_mask, read_rgb, write_png
 from synthetic_btad.masks import CATEGORIES, GroupingRules, MaskLibrary, load_mvtec_masks
 from synthetic_btad.procedural import PROCEDURAL_FAMILIES, generate_mask
 
@@ -32,7 +43,8 @@ MASK_SUFFIX = "_mask"
 STAND_IN = "generated_stand_in"
 MANIFEST_COLUMNS = (
     "file", "split", "category", "base_kind", "base_source", "mask_file", "mask_kind",
-    "mask_source", "defect_type", "area", "area_ref", "fill_r", "fill_g", "fill_b", "seed",
+    "mask_source", "defect_type", "area", "area_ref", "fill_r", "fill_g", "fill_b", "contrast",
+    "seed",
 )  # fmt: skip
 
 # Fixed stream ids: a category's images do not change when other categories are left out.
@@ -72,6 +84,11 @@ class Summary:
     def layout(self) -> dict[str, Any]:
         return self.data["layout"]
 
+    @property
+    def contrast(self) -> dict[str, Any] | None:
+        """In-mask defect contrast statistics (None for datasets built before it existed)."""
+        return self.data.get("contrast")
+
 
 def load_summary(root: Path | str) -> Summary:
     """Read a built dataset's summary; raises FileNotFoundError if ``root`` is not one."""
@@ -80,6 +97,42 @@ def load_summary(root: Path | str) -> Summary:
     if data.get("format") != FORMAT:
         raise ValueError(f"{root / SUMMARY_FILE} is not a {FORMAT} summary")
     return Summary(root=root, data=data)
+
+
+def defect_contrast(root: Path | str) -> DefectContrast:
+    """Per-image defect contrast of a built dataset (see :mod:`synthetic_btad.contrast`).
+
+    Read from ``manifest.csv``'s ``contrast`` column. For a dataset written before that column
+    existed, it is recomputed from the defect images, their masks and their clean twins in
+    ``test/good``; without those twins (built with ``include_test_good=False``) it cannot be and
+    a ``ValueError`` says so.
+    """
+    summary = load_summary(root)
+    with (summary.root / MANIFEST_FILE).open(newline="", encoding="utf-8") as fh:
+        reader = csv.DictReader(fh)
+        stored = "contrast" in (reader.fieldnames or [])
+        rows = [r for r in reader if r["mask_file"]]
+    per_image: dict[str, dict[str, float]] = {c: {} for c in summary.categories}
+    twins = summary.layout.get("normal_test_dir")
+    for r in rows:
+        if stored:
+            value = float(r["contrast"])
+        else:
+            if not twins:
+                raise ValueError(
+                    f"{summary.root} has no contrast column in {MANIFEST_FILE} and no clean twins "
+                    "(built without test/good): rebuild it to get the defect contrast"
+                )
+            rel = Path(r["file"])
+            value = stored_value(
+                rms_contrast(
+                    np.asarray(read_rgb(summary.root / rel)),
+                    np.asarray(read_rgb(summary.root / twins / rel.name)),
+                    read_mask(summary.root / r["mask_file"]),
+                )
+            )
+        per_image.setdefault(r["category"], {})[r["file"]] = value
+    return DefectContrast(per_image=per_image)
 
 
 def is_dataset(root: Path | str) -> bool:
@@ -150,6 +203,7 @@ def _mask_library_info(lib: MaskLibrary) -> dict[str, Any]:
 def build_dataset(
     out: Path | str,
     *,
+    bases: str | None = None,
     btad_root: Path | str | None = None,
     mvtec_root: Path | str | None = None,
     size: int = 128,
@@ -170,9 +224,14 @@ def build_dataset(
 ) -> Summary:
     """Write the synthetic BTAD benchmark to ``out`` and return its summary.
 
-    ``btad_root`` / ``mvtec_root`` set to None use generated stand-ins (labelled as such in the
-    manifest and summary, and announced through ``notice``). Counts left as None follow the paper
-    (900 train images, 100 defect bases = 100 test images per category) when enough images exist.
+    ``bases`` picks the defect-free base images: ``"standin"`` (generated, no data needed),
+    ``"btad"`` (BTAD from ``btad_root``) or ``"elpv"`` (the 920 defect-free polycrystalline solar
+    cells of the optional ``elpv-dataset`` package, CC BY-NC-SA 4.0). None (the default) means
+    ``"btad"`` when ``btad_root`` is given, else ``"standin"``. ``mvtec_root`` set to None uses
+    generated stand-in masks. Stand-ins are labelled as such in the manifest and summary, and
+    every source is announced through ``notice``. Counts left as None follow the paper (900 train
+    images, 100 defect bases = 100 test images per category) when enough images exist; ELPV keeps
+    the 100 defect bases and trains on the other 820 cells.
     Each category's i-th test image is defect-filled from base i with a mask drawn for it at random.
     ``fill="mean"`` is the paper's mean-colour fill; ``fill="random"`` paints each defect one
     uniform random colour instead (loud defects, for smoke tests such as the CI guard).
@@ -190,6 +249,14 @@ def build_dataset(
     if bad or not categories or len(set(categories)) != len(categories):
         raise ValueError(f"categories must be distinct values from {CATEGORIES}, got {categories}")
     categories = [c for c in CATEGORIES if c in categories]  # canonical order
+    if bases is None:
+        bases = "btad" if btad_root is not None else "standin"
+    if bases not in BASE_SOURCES:
+        raise ValueError(f"bases must be one of {BASE_SOURCES}, got {bases!r}")
+    if bases == "btad" and btad_root is None:
+        raise ValueError("bases='btad' needs btad_root (--btad-root)")
+    if bases != "btad" and btad_root is not None:
+        raise ValueError(f"btad_root is only used with bases='btad', not bases={bases!r}")
     rules = GroupingRules(
         name_rules=dict(grouping_rules)
         if grouping_rules is not None
@@ -207,12 +274,27 @@ def build_dataset(
     out = Path(out)
     _check_output(out, overwrite)
 
-    # --- plan the base images (validates the BTAD root and the counts before writing) ---
-    if btad_root is not None:
-        btad_root = Path(btad_root)
-        base_pool = btad_pool(btad_root, btad_product, btad_use_test_ok)
+    # --- plan the base images (validates the source and the counts before writing) ---
+    elpv_version: str | None = None
+    if bases in ("btad", "elpv"):
+        if bases == "btad":
+            assert btad_root is not None
+            btad_root = src_root = Path(btad_root)
+            base_pool = btad_pool(btad_root, btad_product, btad_use_test_ok)
+            base_label = f"BTAD product {btad_product}"
+        else:
+            elpv = elpv_pool()
+            base_pool, src_root, elpv_version = elpv.paths, elpv.data_dir, elpv.version
+            base_label = ELPV_LABEL
+            note(
+                f"using ELPV base images: {len(base_pool)} defect-free polycrystalline solar cells "
+                f"from {ELPV_PACKAGE} {elpv_version} ({ELPV_LICENSE}: non-commercial use only; "
+                "labelled 'elpv' in manifest and summary)"
+            )
         pool_size: int | None = len(base_pool)
-        n_train, n_bases, count_rule = resolve_counts(pool_size, n_train, n_test_per_category)
+        n_train, n_bases, count_rule = resolve_counts(
+            pool_size, n_train, n_test_per_category, keep_paper_test=bases == "elpv"
+        )
         # The paper draws the defect bases at random; the rest (up to n_train) is for training.
         perm = np.random.default_rng(derive_seed(seed, "split")).permutation(len(base_pool))
         base_src = [base_pool[k] for k in sorted(int(k) for k in perm[:n_bases])]
@@ -220,8 +302,9 @@ def build_dataset(
             base_pool[k] for k in sorted(int(k) for k in perm[n_bases : n_bases + n_train])
         ]
         if count_rule.startswith("only"):
-            note(f"BTAD: {count_rule}: {n_train} train, {n_bases} defect bases")
+            note(f"{bases.upper()}: {count_rule}: {n_train} train, {n_bases} defect bases")
     else:
+        base_label = "generated product-03-like stand-in (procedural machined metal)"
         n_train, n_bases, count_rule = resolve_counts(None, n_train, n_test_per_category)
         train_src, base_src, pool_size = [], [], None
         note(
@@ -259,9 +342,9 @@ def build_dataset(
         src = train_src if split == "train" else base_src
         if src:
             path = src[i]
-            source = path.relative_to(btad_root).as_posix()
+            source = path.relative_to(src_root).as_posix()
             # Real bases were picked by the split permutation: record that step's seed.
-            return load_base(path, size), "btad", source, derive_seed(seed, "split")
+            return load_base(path, size), bases, source, derive_seed(seed, "split")
         s = derive_seed(seed, split, i)
         return generate_base(np.random.default_rng(s), size), STAND_IN, f"generated:{split}:{i}", s
 
@@ -319,6 +402,7 @@ def build_dataset(
                 # Drawn after the mask, so both fills share the same masks.
                 paint = rng.integers(0, 256, 3, dtype=np.uint8) if fill == "random" else None
                 x_sys, colour = fill_defect(x, mask, paint)
+                contrast = stored_value(rms_contrast(x_sys, x, mask))
                 rel = f"test/{cat}/{name(i)}.png"
                 rel_mask = f"ground_truth/{cat}/{name(i)}{MASK_SUFFIX}.png"
                 write_png(tmp / rel, x_sys)
@@ -328,7 +412,7 @@ def build_dataset(
                      "mask_kind": mask_kind, "mask_source": mask_source,
                      "defect_type": defect_type, "area": int(mask.sum()), "area_ref": area_ref,
                      "fill_r": int(colour[0]), "fill_g": int(colour[1]), "fill_b": int(colour[2]),
-                     "seed": s}
+                     "contrast": f"{contrast:.6f}", "seed": s}
                 )  # fmt: skip
                 done += 1
                 if progress:
@@ -349,6 +433,7 @@ def build_dataset(
                 "pillow": PIL.__version__,
             },
             "parameters": {
+                "bases": bases,
                 "size": size,
                 "seed": seed,
                 "n_train": n_train,
@@ -361,17 +446,28 @@ def build_dataset(
                 "mvtec_root": None if mvtec_root is None else str(Path(mvtec_root).resolve()),
                 "grouping": rules.to_dict(),
             },
-            "stand_ins": {"bases": btad_root is None, "masks": library is None},
+            "stand_ins": {"bases": bases == "standin", "masks": library is None},
             "sources": {
                 "bases": {
-                    "kind": "btad" if btad_root is not None else STAND_IN,
+                    "kind": STAND_IN if bases == "standin" else bases,
+                    "label": base_label,
                     "pool_size": pool_size,
                     "count_rule": count_rule,
                     "selection": (
                         "random permutation (seed stream 'split'): first n_test_per_category "
                         "are defect bases, the next n_train are training images"
-                        if btad_root is not None
+                        if bases != "standin"
                         else "procedural machined-metal texture, one seed per image"
+                    ),
+                    **(
+                        {
+                            "package": f"{ELPV_PACKAGE} {elpv_version}",
+                            "license": ELPV_LICENSE,
+                            "pool": "cells with defect probability 0 and type poly, sorted by "
+                            "file name; grey replicated to RGB",
+                        }
+                        if bases == "elpv"
+                        else {}
                     ),
                 },
                 "masks": (
@@ -398,6 +494,11 @@ def build_dataset(
                 }
                 for c in categories
             },
+            "contrast": DefectContrast(
+                per_image={
+                    c: {r["file"]: float(r["contrast"]) for r in rows_cat[c]} for c in rows_cat
+                }
+            ).to_dict(),
             "layout": {
                 "normal_dir": "train/good",
                 "normal_test_dir": "test/good" if include_test_good else None,

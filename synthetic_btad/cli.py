@@ -8,7 +8,9 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from synthetic_btad.bases import BASE_SOURCES
 from synthetic_btad.build import build_dataset
+from synthetic_btad.contrast import format_contrast
 from synthetic_btad.errors import SyntheticBTADError
 from synthetic_btad.masks import CATEGORIES, DEFAULT_NAME_RULES
 
@@ -22,6 +24,15 @@ def _parser() -> argparse.ArgumentParser:
             "stand-in."
         ),
     )
+    p.add_argument(
+        "--bases",
+        choices=BASE_SOURCES,
+        help=(
+            "defect-free base images: standin (generated, the default), btad (BTAD from "
+            "--btad-root, implied by it) or elpv (920 defect-free polycrystalline ELPV solar "
+            "cells, CC BY-NC-SA 4.0; needs `pip install elpv-dataset`)"
+        ),
+    )
     p.add_argument("--btad-root", type=Path, help="BTAD root (<root>/03/train/ok/*.bmp)")
     p.add_argument(
         "--mvtec-root", type=Path, help="MVTec AD root (<root>/<cat>/ground_truth/<defect>/*.png)"
@@ -29,11 +40,16 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--out", type=Path, required=True, help="output directory")
     p.add_argument("--size", type=int, default=128, help="image side in pixels (default 128)")
     p.add_argument("--seed", type=int, default=0, help="master random seed (default 0)")
-    p.add_argument("--n-train", type=int, help="training images (default 900, or 90%% of BTAD)")
+    p.add_argument(
+        "--n-train",
+        type=int,
+        help="training images (default 900; 90%% of a BTAD pool under 1000; 820 for elpv)",
+    )
     p.add_argument(
         "--n-test-per-category",
         type=int,
-        help="defect bases = test images per category (default 100, or 10%% of BTAD)",
+        help="defect bases = test images per category (default 100; 10%% of a BTAD pool under "
+        "1000)",
     )
     p.add_argument(
         "--categories",
@@ -131,6 +147,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         try:
             summary = build_dataset(
                 args.out,
+                bases=args.bases,
                 btad_root=args.btad_root,
                 mvtec_root=args.mvtec_root,
                 size=args.size,
@@ -157,6 +174,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     counts = ", ".join(f"{k} {v}" for k, v in summary.counts.items())
     print(f"wrote {summary.root} ({counts})")
+    print(f"bases: {summary.data['sources']['bases']['label']}")
+    print("defect contrast (in-mask RMS difference to the clean twin, [0, 1] units):")
+    print(format_contrast(summary.contrast))
     return 0
 
 

@@ -25,3 +25,7 @@ class NotEnoughDataError(SyntheticBTADError):
 
 class OutputExistsError(SyntheticBTADError):
     """The output directory exists and is not empty, and overwriting was not requested."""
+
+
+class MissingDependencyError(SyntheticBTADError):
+    """An optional package that the requested source needs is not installed."""

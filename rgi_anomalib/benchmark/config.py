@@ -46,6 +46,8 @@ BUILD_KEYS = {
     "seed": "dataset seed",
     "n_train": "training images",
     "n_test_per_category": "test images per category",
+    "bases": "base images: 'standin' (generated), 'btad' (needs btad_root) or 'elpv' (pip "
+    "elpv-dataset); default: btad when btad_root is set, else standin",
     "btad_root": "BTAD root (None: generated stand-in bases)",
     "mvtec_root": "MVTec AD root (None: generated stand-in masks)",
     "fill": "defect colour: 'mean' (the paper's mean-colour fill, default) or 'random' (loud)",

@@ -26,18 +26,23 @@ class SyntheticBTAD(Folder):
     on ``train/good``; test on ``test/<category>`` with masks from ``ground_truth/<category>``, plus
     the clean bases in ``test/good``. When ``root`` is missing or an empty directory and
     ``build_if_missing`` is true, the dataset is built there first (in ``prepare_data``, or in
-    ``setup`` when used without a Trainer) from ``btad_root`` / ``mvtec_root`` or generated
-    stand-ins.
+    ``setup`` when used without a Trainer) from ``bases`` / ``btad_root`` / ``mvtec_root``.
 
     Args:
         root: Dataset directory.
         category: ``"all"`` or one of ``crack``, ``irregular``, ``scratch``, ``mixed_large``.
-        btad_root: BTAD root for building (None: generated stand-in bases).
+        btad_root: BTAD root for building (implies ``bases="btad"``).
         mvtec_root: MVTec AD root for building (None: generated stand-in masks).
+        bases: Base images when building: ``"standin"`` (generated), ``"btad"`` (from
+            ``btad_root``) or ``"elpv"`` (ELPV polycrystalline solar cells, needs the
+            ``elpv-dataset`` package). None: ``"btad"`` if ``btad_root`` is set, else
+            ``"standin"``.
         image_size: Image side used when building (default 128). Ignored for an existing dataset,
             except for a warning when it differs from the dataset's size.
-        n_train: Training images when building (None: 900, or 90% of BTAD).
-        n_test_per_category: Test images per category when building (None: 100, or 10% of BTAD).
+        n_train: Training images when building (None: 900; 90% of a BTAD pool under 1000 images;
+            820 for ELPV).
+        n_test_per_category: Test images per category when building (None: 100; 10% of a BTAD
+            pool under 1000 images).
         fill: Defect colour when building: ``"mean"`` (the paper) or ``"random"`` (loud defects).
         build_if_missing: Build the dataset when ``root`` holds none.
         include_normal_test: Use ``test/good`` (the clean bases) as normal test images.
@@ -52,6 +57,7 @@ class SyntheticBTAD(Folder):
         category: Category = "all",
         btad_root: str | Path | None = None,
         mvtec_root: str | Path | None = None,
+        bases: Literal["standin", "btad", "elpv"] | None = None,
         image_size: int | None = None,
         n_train: int | None = None,
         n_test_per_category: int | None = None,
@@ -98,6 +104,7 @@ class SyntheticBTAD(Folder):
         self.category = category
         self.btad_root = btad_root
         self.mvtec_root = mvtec_root
+        self.bases = bases
         self.image_size = image_size
         self.n_train = n_train
         self.n_test_per_category = n_test_per_category
@@ -123,6 +130,7 @@ class SyntheticBTAD(Folder):
             try:
                 build_dataset(
                     root,
+                    bases=self.bases,
                     btad_root=self.btad_root,
                     mvtec_root=self.mvtec_root,
                     size=self.image_size or 128,

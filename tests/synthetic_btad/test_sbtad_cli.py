@@ -71,5 +71,13 @@ def test_console_script_help() -> None:
     cmd = [str(exe)] if exe.exists() else [sys.executable, "-m", "synthetic_btad.cli"]
     res = subprocess.run([*cmd, "--help"], capture_output=True, text=True, timeout=60)
     assert res.returncode == 0
-    for flag in ("--btad-root", "--mvtec-root", "--out", "--size", "--seed", "--overwrite"):
+    for flag in (
+        "--bases",
+        "--btad-root",
+        "--mvtec-root",
+        "--out",
+        "--size",
+        "--seed",
+        "--overwrite",
+    ):
         assert flag in res.stdout

@@ -144,6 +144,20 @@ def test_jsonargparse_class_path_and_yaml(tmp_path: Path) -> None:
     assert isinstance(dm, SyntheticBTAD) and dm.seed == 3
     with pytest.raises(SystemExit):
         parser.parse_args(["--data", "rgi_anomalib.data.SyntheticBTAD", "--data.category", "x"])
+    cfg = parser.parse_args(["--data", "rgi_anomalib.data.SyntheticBTAD", "--data.bases", "elpv"])
+    assert parser.instantiate_classes(cfg).data.bases == "elpv"
+    with pytest.raises(SystemExit):
+        parser.parse_args(["--data", "rgi_anomalib.data.SyntheticBTAD", "--data.bases", "x"])
+
+
+def test_builds_with_elpv_bases(tmp_path: Path) -> None:
+    pytest.importorskip("elpv_dataset")
+    dm = SyntheticBTAD(root=tmp_path / "elpv", bases="elpv", category="crack", seed=0,
+                       val_split_mode="none", **TINY)  # fmt: skip
+    dm.setup()
+    summary = load_summary(tmp_path / "elpv")
+    assert summary.data["sources"]["bases"]["kind"] == "elpv" and summary.counts["test/crack"] == 3
+    assert len(dm.train_data) == 6 and len(dm.test_data) == 3 + 3
 
 
 def test_register_exposes_class_in_anomalib_data() -> None:
