@@ -1,15 +1,20 @@
-"""Report writing on fabricated rows: all files, Table-2 shape, best in bold, no temp leftovers."""
+"""Report writing on fabricated rows (all files, Table-2 shape, best in bold, no temp leftovers)
+and the runner's reconstruction-gap columns."""
 
 from __future__ import annotations
 
 import json
 import math
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
+import pytest
+import torch
 from PIL import Image
 
 from rgi_anomalib.benchmark.report import dataset_tables, markdown_table, write_outputs
+from rgi_anomalib.benchmark.runner import _predict, gap_columns
 
 
 def _row(model: str, cat: str, dice: float, form: str = "") -> dict:
@@ -74,3 +79,64 @@ def test_write_outputs(tmp_path: Path) -> None:
     assert data["rows"][0]["image_auroc"] is None  # NaN -> null
     md = (tmp_path / "results.md").read_text()
     assert "Pixel AUROC" in md and "a note" in md and "Image AUROC" not in md
+
+
+class _FakeEngine:
+    """Returns fixed predict batches, as ``Engine.predict(return_predictions=True)`` does."""
+
+    def __init__(self, batches: list[SimpleNamespace]) -> None:
+        self.batches = batches
+
+    def predict(self, **kwargs) -> list[SimpleNamespace]:
+        del kwargs
+        return self.batches
+
+
+def _batch(n: int, **extra: torch.Tensor) -> SimpleNamespace:
+    return SimpleNamespace(
+        anomaly_map=torch.zeros(n, 1, 4, 4),
+        gt_mask=None,
+        pred_score=torch.zeros(n),
+        image_path=[f"{i}.png" for i in range(n)],
+        **extra,
+    )
+
+
+def test_predict_reads_the_gap_and_rows_get_its_means() -> None:
+    gap = {"reconstruction_rmse": torch.tensor([0.1, 0.3]), "reconstruction_p99": torch.ones(2)}
+    loader = SimpleNamespace(dataset=[0, 1, 2])
+    normal = _predict(_FakeEngine([_batch(2, **gap)]), None, SimpleNamespace(dataset=[0, 1]))
+    assert normal.gap_rmse == pytest.approx([0.1, 0.3]) and normal.gap_p99 == [1.0, 1.0]
+    two_batches = [
+        _batch(1, reconstruction_rmse=torch.tensor([0.4]), reconstruction_p99=torch.ones(1)),
+        _batch(2, reconstruction_rmse=torch.tensor([0.1, 0.1]), reconstruction_p99=torch.ones(2)),
+    ]
+    defect = _predict(_FakeEngine(two_batches), None, loader)
+    assert gap_columns(normal, defect) == pytest.approx(
+        {"gap_rmse": 0.2, "gap_p99": 1.0, "gap_rmse_defect": 0.2}
+    )
+    # A model whose batches carry no gap (PatchCore, DRAEM, ...) gets NaN, not an error.
+    plain = _predict(_FakeEngine([_batch(3)]), None, loader)
+    assert len(plain.gap_rmse) == 3 and all(math.isnan(v) for v in plain.gap_p99)
+    assert all(math.isnan(v) for v in gap_columns(plain, plain).values())
+
+
+def test_gap_columns_in_the_cost_table_csv_and_json(tmp_path: Path) -> None:
+    gap = {"gap_rmse": 0.05, "gap_p99": 0.125, "gap_rmse_defect": 0.25}
+    nan = dict.fromkeys(gap, math.nan)
+    rows = [
+        {**_row("rgi", "crack", 0.6), **gap},
+        {**_row("rgi", "scratch", 0.5), **gap, "gap_rmse_defect": 0.35},
+        {**_row("patchcore", "crack", 0.4), **nan},
+        {**_row("patchcore", "scratch", 0.3), **nan},
+    ]
+    write_outputs(tmp_path, rows, {}, {})
+    md = (tmp_path / "results.md").read_text()
+    header = "| method | fit s | test s / image | gap RMSE | gap p99 | gap RMSE (defect) |"
+    assert header in md
+    assert "| rgi | 1.0 | 0.100 | 0.050 | 0.125 | 0.300 |" in md
+    assert "| patchcore | 1.0 | 0.100 | n/a | n/a | n/a |" in md
+    csv_header = (tmp_path / "results.csv").read_text().splitlines()[0].split(",")
+    assert {"gap_rmse", "gap_p99", "gap_rmse_defect"} <= set(csv_header)
+    data = json.loads((tmp_path / "results.json").read_text())["rows"]
+    assert data[0]["gap_rmse"] == 0.05 and data[2]["gap_rmse"] is None  # NaN -> null

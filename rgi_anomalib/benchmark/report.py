@@ -25,6 +25,12 @@ TABLES = (
     ("aupro", "AUPRO (FPR ≤ 0.3, normalised)"),
     ("image_auroc", "Image AUROC (defect vs test/good)"),
 )
+# Reconstruction-gap columns of the cost table: (row key, header). [0, 1] pixel units.
+GAP_COLUMNS = (
+    ("gap_rmse", "gap RMSE"),
+    ("gap_p99", "gap p99"),
+    ("gap_rmse_defect", "gap RMSE (defect)"),
+)
 
 
 def _write_text(path: Path, text: str) -> None:
@@ -44,6 +50,12 @@ def _clean(value: Any) -> Any:
     if isinstance(value, np.generic):
         return value.item()
     return value
+
+
+def _finite_mean(values: Sequence[Any]) -> float:
+    """Mean of the values that are numbers and not NaN (rows of older runs lack the key)."""
+    finite = [float(v) for v in values if v is not None and not math.isnan(v)]
+    return float(np.mean(finite)) if finite else math.nan
 
 
 def aggregate(rows: Sequence[dict[str, Any]], key: str) -> dict[tuple[str, str], dict[str, float]]:
@@ -140,15 +152,22 @@ def results_markdown(rows: Sequence[dict[str, Any]], meta: dict[str, Any]) -> st
     for key, title in TABLES:
         if any(r.get(key) is not None and not math.isnan(r[key]) for r in rows):
             parts.append(dataset_tables(rows, key, title))
-    timing = ["### Cost", "", "| method | fit s | test s / image |", "|---|---|---|"]
+    headers = ["method", "fit s", "test s / image", *(title for _, title in GAP_COLUMNS)]
+    timing = ["### Cost", "", "| " + " | ".join(headers) + " |", "|---" * len(headers) + "|"]
     for m in dict.fromkeys(method_label(r) for r in rows):
         rs = [r for r in rows if method_label(r) == m]
         shared = rs[0].get("fit_from")
         fit = f"{np.mean([r['fit_seconds'] for r in rs]):.1f}"
+        gaps = [_fmt(_finite_mean([r.get(key) for r in rs])) for key, _ in GAP_COLUMNS]
         timing.append(
             f"| {m} | {fit + f' (shared: {shared})' if shared else fit} | "
-            f"{np.mean([r['test_seconds_per_image'] for r in rs]):.3f} |"
+            f"{np.mean([r['test_seconds_per_image'] for r in rs]):.3f} | " + " | ".join(gaps) + " |"
         )
+    timing += [
+        "",
+        "gap: RMSE and 99th percentile of x − G(ẑ) in [0, 1] pixel units, mean over test/good "
+        "(defect: over the categories' defect images); n/a for models without a restoration.",
+    ]
     parts.append("\n".join(timing) + "\n")
     if meta.get("notes"):
         parts.append("### Notes\n\n" + "\n".join(f"- {n}" for n in meta["notes"]) + "\n")

@@ -263,7 +263,31 @@ class Predictions:
     gts: list[np.ndarray] = field(default_factory=list)
     scores: list[float] = field(default_factory=list)
     restored: list[np.ndarray | None] = field(default_factory=list)
+    # Per-image reconstruction gap ([0, 1] units); NaN where the model reports none.
+    gap_rmse: list[float] = field(default_factory=list)
+    gap_p99: list[float] = field(default_factory=list)
     seconds: float = 0.0
+
+
+def _per_image(values: Any, count: int) -> list[float]:
+    """A batch attribute of shape B as floats; NaN for a model that does not set it."""
+    if values is None:
+        return [math.nan] * count
+    return [float(v) for v in values.detach().float().cpu().reshape(-1)]
+
+
+def _mean(values: list[float]) -> float:
+    return float(np.mean(values)) if values else math.nan
+
+
+def gap_columns(normal: Predictions, defect: Predictions) -> dict[str, float]:
+    """Reconstruction gap of a row: means over the normal test images (the headline) and over
+    the category's defect images (informational: it includes the defects); NaN without one."""
+    return {
+        "gap_rmse": _mean(normal.gap_rmse),
+        "gap_p99": _mean(normal.gap_p99),
+        "gap_rmse_defect": _mean(defect.gap_rmse),
+    }
 
 
 def _predict(engine: Any, model: Any, loader: Any, keep_restored: int = 0) -> Predictions:
@@ -282,6 +306,9 @@ def _predict(engine: Any, model: Any, loader: Any, keep_restored: int = 0) -> Pr
             gts = gts[:, 0]
         scores = batch.pred_score
         restored = getattr(batch, "restored_image", None)
+        # Set by models that restore the image (GAN inversion); no model is special-cased.
+        out.gap_rmse += _per_image(getattr(batch, "reconstruction_rmse", None), maps.shape[0])
+        out.gap_p99 += _per_image(getattr(batch, "reconstruction_p99", None), maps.shape[0])
         for i in range(maps.shape[0]):
             amap = maps[i].numpy()
             out.maps.append(amap)
@@ -329,6 +356,8 @@ def _predict_groups(
                 r if k < keep_restored else None
                 for k, r in enumerate(allp.restored[start : start + n])
             ],
+            gap_rmse=allp.gap_rmse[start : start + n],
+            gap_p99=allp.gap_p99[start : start + n],
             seconds=per_image * n,
         )
         out.append(part)
@@ -501,6 +530,7 @@ def run_benchmark(cfg: BenchmarkConfig, console: Any = None) -> RunResult:
                             "n_calibration": len(cat_calib.maps),
                             "pixel_metrics": masks is not None,
                             **metrics,
+                            **gap_columns(cat_normal, pred),
                             "fit_seconds": fit_seconds,
                             "fit_from": spec.fit_from or "",
                             "test_seconds_per_image": pred.seconds / max(len(pred.maps), 1),
