@@ -27,12 +27,20 @@ from .anomaly_map import anomaly_map, image_score, to_grey
 from .gap import reconstruction_gap
 from .networks import Backbone, check_image_size
 from .solver import InversionConfig, LatentInit, LrSchedule, MaskUpdate
+from .tiling import random_crops
 from .torch_model import GanInversionModel
 
 logger = logging.getLogger(__name__)
 
 # Hyper-parameters that fix the network shapes: a checkpoint only fits a model that agrees on them.
-ARCHITECTURE_KEYS = ("image_size", "latent_dim", "backbone", "base_width", "max_width")
+ARCHITECTURE_KEYS = (
+    "image_size",
+    "latent_dim",
+    "backbone",
+    "base_width",
+    "max_width",
+    "tile_size",
+)
 
 # Validation's reconstruction grid: up to this many normal and as many defect images, one per
 # row (input | G(ẑ) | residual); the residual is amplified so that a small gap stays visible.
@@ -81,6 +89,11 @@ class GanInversionModule:
         compile_generator: Run the solve's generator through ``torch.compile`` (needs a C++
             compiler; compiles on the first test batch, ~5-25 s). Measured 1.6x faster per image
             at 128 px on CPU (BENCHMARKS_backends.md); off by default.
+        tile_size: Train a generator of ``tile_size`` crops (power of two, >= 32) and invert
+            each image as overlapping tiles, one latent and mask per tile (None: whole images).
+        tile_stride: Step between tiles (None: the largest step <= 3/4 of a tile that tiles the
+            image exactly); seams are averaged over the overlap.
+        crops_per_image: Random crops taken from each training image per step (tiling only).
 
     Method defaults (``_METHOD``) are the fast configuration measured in BENCHMARKS.md; the
     paper's protocol (2000 Adam iterations, M as a free variable) is
@@ -119,12 +132,20 @@ class GanInversionModule:
         early_stop_patience: int | None = None,
         seed: int = 0,
         compile_generator: bool = False,
+        tile_size: int | None = None,
+        tile_stride: int | None = None,
+        crops_per_image: int = 4,
         pre_processor: PreProcessor | bool = True,
         post_processor: torch.nn.Module | bool = True,
         evaluator: Any = True,
         visualizer: Any = True,
     ) -> None:
         check_image_size(image_size)
+        if tile_size is not None:
+            check_image_size(tile_size)
+        if crops_per_image < 1:
+            msg = f"crops_per_image must be >= 1, got {crops_per_image!r}"
+            raise ValueError(msg)
         if gan_loss not in ("nonsaturating", "hinge"):
             msg = f"gan_loss must be 'nonsaturating' or 'hinge', got {gan_loss!r}"
             raise ValueError(msg)
@@ -183,6 +204,8 @@ class GanInversionModule:
             backbone=backbone,
             spectral_norm=spectral_norm,
             compile_generator=compile_generator,
+            tile_size=tile_size,
+            tile_stride=tile_stride,
         )
         self._sample_latents = torch.randn(
             16, latent_dim, generator=torch.Generator().manual_seed(seed)
@@ -235,6 +258,8 @@ class GanInversionModule:
         opt_g, opt_d = self.optimizers()
         generator, discriminator = self.model.generator, self.model.discriminator
         real = batch.image
+        if self.hparams.tile_size is not None:  # a tile GAN learns random crops
+            real = random_crops(real, self.hparams.tile_size, self.hparams.crops_per_image)
         latent = torch.randn(real.shape[0], generator.latent_dim, device=real.device)
 
         # Discriminator step.

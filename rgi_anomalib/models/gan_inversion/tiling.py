@@ -1,0 +1,94 @@
+"""Tile generator support: train on random crops, invert a large image tile by tile.
+
+A surface such as a solar cell or a machined part is locally alike everywhere, so a generator of
+small tiles (e.g. 32 px) sees many crops per training image and trains fast, and a test image is
+solved as overlapping tiles with anomalib's ``Tiler``. Each tile gets its own latent (and mask),
+which is what lets the restoration follow the image's own texture.
+
+Seams: tiles overlap (stride < tile size by default) and ``Tiler.untile`` averages the restored
+tiles and the masks where they overlap, so no tile border shows as a hard edge in G(ẑ) or M̂.
+"""
+
+from __future__ import annotations
+
+import torch
+from anomalib.data.utils.tiler import Tiler
+
+from .solver import CandidatePool, InversionConfig, InversionResult, invert
+
+
+def default_stride(image_size: int, tile_size: int) -> int:
+    """The largest step of at most 3/4 of a tile that tiles the image exactly, so that at least a
+    quarter of a tile overlaps its neighbour (128 px, 32 px tiles: stride 24, 5 × 5 tiles)."""
+    span = image_size - tile_size
+    if span == 0:
+        return tile_size
+    return max(s for s in range(1, tile_size * 3 // 4 + 1) if span % s == 0)
+
+
+def check_tiling(image_size: int, tile_size: int | None, stride: int | None) -> None:
+    """One clear error for a tiling that cannot cover the image exactly."""
+    if tile_size is None:
+        if stride is not None:
+            msg = f"tile_stride={stride} needs a tile_size"
+            raise ValueError(msg)
+        return
+    if not 0 < tile_size <= image_size:
+        msg = f"tile_size={tile_size} must be in (0, image_size={image_size}]"
+        raise ValueError(msg)
+    stride = stride or default_stride(image_size, tile_size)
+    if not 0 < stride <= tile_size or (image_size - tile_size) % stride:
+        msg = (
+            f"tile_stride={stride} must be in (0, tile_size={tile_size}] and tile the image "
+            f"exactly: (image_size - tile_size) = {image_size - tile_size} must be a multiple "
+            "of it (e.g. 128 px, tile 32, stride 24 or 32)"
+        )
+        raise ValueError(msg)
+
+
+def random_crops(
+    images: torch.Tensor, size: int, per_image: int = 1, generator: torch.Generator | None = None
+) -> torch.Tensor:
+    """``per_image`` random ``size``×``size`` crops of every image of a B×C×H×W batch."""
+    batch, _, height, width = images.shape
+    n = batch * per_image
+    device = images.device
+    top = torch.randint(0, height - size + 1, (n,), generator=generator).to(device)
+    left = torch.randint(0, width - size + 1, (n,), generator=generator).to(device)
+    source = torch.arange(batch, device=device).repeat_interleave(per_image)
+    rows = (top[:, None] + torch.arange(size, device=device))[:, :, None]  # n×size×1
+    cols = (left[:, None] + torch.arange(size, device=device))[:, None, :]  # n×1×size
+    return images[source[:, None, None], :, rows, cols].permute(0, 3, 1, 2).contiguous()
+
+
+def invert_tiled(
+    generator: torch.nn.Module,
+    images: torch.Tensor,
+    config: InversionConfig,
+    tile_size: int,
+    stride: int | None = None,
+    discriminator: torch.nn.Module | None = None,
+    pool: CandidatePool | None = None,
+    chunk: int = 256,
+) -> InversionResult:
+    """Invert every tile (``chunk`` tiles per solve: R-RGI keeps a generator copy per tile) and
+    stitch restoration and mask back together; latents are B×tiles×d, losses summed per image."""
+    stride = stride or default_stride(images.shape[-1], tile_size)
+    tiler = Tiler(tile_size=tile_size, stride=stride)
+    tiles = tiler.tile(images)
+    pool = pool or CandidatePool()
+    parts = [invert(generator, part, config, discriminator, pool) for part in tiles.split(chunk)]
+    batch = images.shape[0]
+    restored = tiler.untile(torch.cat([p.restored for p in parts]))
+    mask = None
+    if parts[0].mask is not None:
+        mask = tiler.untile(torch.cat([p.mask for p in parts]))  # type: ignore[misc]
+    latents = torch.cat([p.latent for p in parts])
+    losses = torch.cat([p.loss for p in parts]).view(batch, -1).sum(dim=1)
+    return InversionResult(
+        latent=latents.view(batch, -1, latents.shape[-1]),
+        restored=restored,
+        mask=mask,
+        loss=losses,
+        iterations_run=max(p.iterations_run for p in parts),
+    )
