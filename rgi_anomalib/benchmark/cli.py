@@ -26,6 +26,9 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--config", help="benchmark YAML (configs/benchmark/*.yaml)")
     p.add_argument("--run-dir", help="override the config's run_dir")
     p.add_argument(
+        "--seeds", nargs="+", type=int, metavar="SEED", help="override the config's seeds"
+    )
+    p.add_argument(
         "--overwrite",
         action="store_true",
         help="replace an existing run directory (only one written by this tool)",
@@ -70,6 +73,21 @@ def _prepare_run_dir(run_dir: Path, overwrite: bool) -> None:
     (run_dir / MARKER).write_text("written by rgi-anomalib benchmark\n")
 
 
+def _machine() -> dict[str, object]:
+    """What decides the floating-point path of a run (GAN training is not bit-reproducible
+    across these)."""
+    import platform
+
+    import torch
+
+    return {
+        "torch": torch.__version__,
+        "cpu_capability": torch.backends.cpu.get_cpu_capability(),
+        "threads": torch.get_num_threads(),
+        "processor": platform.processor() or platform.machine(),
+    }
+
+
 def _run(cfg: BenchmarkConfig) -> tuple[list[dict], str]:
     from rich.console import Console
 
@@ -83,6 +101,7 @@ def _run(cfg: BenchmarkConfig) -> tuple[list[dict], str]:
         "config": cfg.raw,
         "image_size": cfg.image_size,
         "seeds": cfg.seeds,
+        "machine": _machine(),
         "seconds": round(result.seconds, 1),
         "notes": result.notes,
         "finished": time.strftime("%Y-%m-%d %H:%M:%S"),
@@ -95,7 +114,8 @@ def _run(cfg: BenchmarkConfig) -> tuple[list[dict], str]:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = _parser().parse_args(list(sys.argv[1:] if argv is None else argv))
+    argv = list(sys.argv[1:] if argv is None else argv)
+    args = _parser().parse_args(argv)
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     try:
         from .check import check, load_rows, make_baseline
@@ -104,14 +124,20 @@ def main(argv: Sequence[str] | None = None) -> int:
             if len(args.from_runs) < 1:
                 raise ConfigError("--make-baseline needs --from-runs RUN_DIR [RUN_DIR ...]")
             runs = [load_rows(d) for d in args.from_runs]
-            config = ""
             meta = json.loads((Path(args.from_runs[0]) / "results.json").read_text())["meta"]
-            config = meta.get("config_source", "")
-            baseline = make_baseline(runs, config=config)
-            Path(args.make_baseline).write_text(json.dumps(baseline, indent=2) + "\n")
+            baseline = make_baseline(
+                runs,
+                labels=[str(d) for d in args.from_runs],
+                config=meta.get("config_source", ""),
+                command=" ".join(["rgi-anomalib benchmark", *argv]),
+            )
+            from rgi_anomalib.utils import atomic_path
+
+            with atomic_path(args.make_baseline) as tmp:
+                tmp.write_text(json.dumps(baseline, indent=2) + "\n")
             print(
                 f"wrote {args.make_baseline}: {len(baseline['entries'])} entries, "
-                f"max run-to-run spread {baseline['max_spread']:.4f}"
+                f"largest spread of a guarded value {baseline['max_spread']:.4f}"
             )
             return 0
         if args.results:
@@ -127,6 +153,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             cfg = load_config(args.config)
             if args.run_dir:
                 cfg.run_dir = Path(args.run_dir)
+            if args.seeds:
+                cfg.seeds = list(args.seeds)
             from .runner import check_model_spec
 
             for spec in cfg.models:  # fail before touching the run directory
