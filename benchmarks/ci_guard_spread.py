@@ -84,10 +84,10 @@ def _report(baseline: dict, machines: dict[str, dict], seconds: dict[str, float]
     lines = [
         "# CI Dice guard: spread across CPU kernel paths and GAN seeds",
         "",
-        f"Config `{baseline['config']}`; metric `{baseline['metric']}` (oracle Dice, per-image "
-        "best threshold). Each column is one variant: an emulated CPU (instruction-set caps of "
-        "ATen, oneDNN and MKL; in brackets the capability torch reported) × GAN seed. Guarded: "
-        "each method's mean "
+        f"Config `{baseline['config']}`; metrics {', '.join(baseline['metrics'])} (oracle Dice: "
+        "per-image best threshold). Each column is one variant: an emulated CPU "
+        "(instruction-set caps of ATen, oneDNN and MKL; in brackets the capability torch "
+        "reported) × GAN seed. Guarded: each method's mean "
         f"over categories (`{MEAN_CATEGORY}`); single categories are information only.",
         "",
         f"Rule: {baseline['rule']}.",
@@ -103,13 +103,16 @@ def _report(baseline: dict, machines: dict[str, dict], seconds: dict[str, float]
             for cap, m in machines.items()
         ),
         "",
-        "| model | category | guarded | " + " | ".join(labels) + " | mean | std | spread | tol |",
-        "|---|---|---|" + "---|" * (len(labels) + 4),
+        "| metric | model | category | guarded | "
+        + " | ".join(labels)
+        + " | mean | std | spread | tol |",
+        "|---|---|---|---|" + "---|" * (len(labels) + 4),
     ]
     for e in baseline["entries"]:
         runs = " | ".join(f"{v:.3f}" for v in e["runs"])
         lines.append(
-            f"| {e['model']} | {e['category']} | {'yes' if e['guarded'] else 'no'} | {runs} | "
+            f"| {e['metric']} | {e['model']} | {e['category']} | "
+            f"{'yes' if e['guarded'] else 'no'} | {runs} | "
             f"{e['value']:.3f} | {e['std']:.3f} | {e['spread']:.3f} | {e['tolerance']:.3f} |"
         )
     return "\n".join(lines) + "\n"
@@ -155,7 +158,7 @@ def main(argv: list[str] | None = None) -> int:
     for e in baseline["entries"]:
         if e["guarded"]:
             print(
-                f"  {e['model']:<8} {e['dataset']:<14} mean {e['value']:.3f} "
+                f"  {e['metric']:<18} {e['model']:<8} {e['dataset']:<14} mean {e['value']:.3f} "
                 f"std {e['std']:.3f} spread {e['spread']:.3f} tolerance {e['tolerance']:.3f}"
             )
     return 0

@@ -81,21 +81,24 @@ def test_committed_baseline_guard(tmp_path: Path, capsys) -> None:
             e["tolerance"] >= max(0.02, 3 * e["std"], e["value"] - min(e["runs"])) - 5e-4
         )  # rounded
     assert len(baseline["variants"]) == baseline["n_runs"] >= 6  # kernel paths x GAN seeds
+    assert {e["metric"] for e in baseline["entries"] if e["guarded"]} == set(baseline["metrics"])
     for i in range(baseline["n_runs"]):
-        rows = [
-            {
-                "model": e["model"],
-                "dataset": e["dataset"],
-                "category": e["category"],
-                "dice_oracle_mean": e["runs"][i],
-            }
-            for e in baseline["entries"]
-            if e["category"] != "mean"  # the check derives the means itself
-        ]
+        by_key: dict[tuple, dict] = {}
+        for e in baseline["entries"]:
+            if e["category"] == "mean":  # the check derives the means itself
+                continue
+            key = (e["model"], e["dataset"], e["category"])
+            row = by_key.setdefault(
+                key, dict(zip(("model", "dataset", "category"), key, strict=True))
+            )
+            row[e["metric"]] = e["runs"][i]
+        rows = list(by_key.values())
         ok, report = check(rows, baseline)
         assert ok, report
         worse = [dict(r, dice_oracle_mean=r["dice_oracle_mean"] - 0.2) for r in rows]
         assert not check(worse, baseline)[0]
+        worse_auroc = [dict(r, pixel_auroc=r["pixel_auroc"] - 0.06) for r in rows]
+        assert not check(worse_auroc, baseline)[0]
         # through the CLI on a results.json, as CI runs it
         run = tmp_path / f"run{i}"
         run.mkdir()

@@ -19,6 +19,10 @@ from typing import Any
 from .config import ConfigError
 
 DEFAULT_METRIC = "dice_oracle_mean"
+# Dice is what the guard is for; pixel AUROC is far steadier across CPUs and GAN seeds (its
+# spread is a sixth of Dice's for AnoGAN), so it catches a broken solve that Dice's tolerance
+# lets through (measured: AnoGAN with no solve at all, BENCHMARKS_ci_guard.md).
+DEFAULT_METRICS = (DEFAULT_METRIC, "pixel_auroc")
 MIN_TOLERANCE = 0.02
 SPREAD_FACTOR = 3.0
 MEAN_CATEGORY = "mean"  # the category name of a method's mean over its categories
@@ -79,7 +83,7 @@ def make_baseline(
     runs: Sequence[Sequence[dict[str, Any]]],
     *,
     labels: Sequence[str] | None = None,
-    metric: str = DEFAULT_METRIC,
+    metrics: Sequence[str] = DEFAULT_METRICS,
     min_tolerance: float = MIN_TOLERANCE,
     spread_factor: float = SPREAD_FACTOR,
     config: str = "",
@@ -87,27 +91,38 @@ def make_baseline(
 ) -> dict[str, Any]:
     """A baseline from variant runs of one config (repeats, CPU kernel settings, GAN seeds).
 
-    Per key: value = mean over the variants, spread = max − min, std = sample standard deviation,
-    tolerance = max(min_tolerance, spread_factor × std, mean − min). Category means are guarded,
-    single categories are recorded for information.
+    Per metric and key: value = mean over the variants, spread = max − min, std = sample standard
+    deviation, tolerance = max(min_tolerance, spread_factor × std, mean − min). Category means
+    are guarded, single categories are recorded for information.
     """
     if not runs:
         raise ConfigError("make_baseline needs at least one run")
     labels = list(labels) if labels is not None else [f"run {i}" for i in range(len(runs))]
     if len(labels) != len(runs):
         raise ConfigError(f"{len(labels)} labels for {len(runs)} runs")
-    per_run = [values_by_key(rows, metric) for rows in runs]
-    keys = sorted(set.intersection(*(set(r) for r in per_run)))
     rule = {"min_tolerance": min_tolerance, "spread_factor": spread_factor}
-    entries = [
-        _entry(k, [r[k] for r in per_run], metric, k[2] == MEAN_CATEGORY, **rule) for k in keys
-    ]
-    entries.sort(key=lambda e: (not e["guarded"], e["model"], e["dataset"], e["category"]))
+    entries = []
+    for metric in metrics:
+        per_run = [values_by_key(rows, metric) for rows in runs]
+        keys = sorted(set.intersection(*(set(r) for r in per_run)))
+        entries += [
+            _entry(k, [r[k] for r in per_run], metric, k[2] == MEAN_CATEGORY, **rule) for k in keys
+        ]
+    order = {m: i for i, m in enumerate(metrics)}
+    entries.sort(
+        key=lambda e: (
+            not e["guarded"],
+            order[e["metric"]],
+            e["model"],
+            e["dataset"],
+            e["category"],
+        )
+    )
     guarded = [e for e in entries if e["guarded"]]
     return {
         "config": config,
         "command": command,
-        "metric": metric,
+        "metrics": list(metrics),
         "n_runs": len(runs),
         "variants": labels,
         "max_spread": max((e["spread"] for e in guarded), default=0.0),
