@@ -1,0 +1,381 @@
+"""Reconstruction gap vs generator training time, per generator recipe -> BENCHMARKS_generator.md.
+
+For each recipe, ``Rgi`` is fitted through anomalib's Engine on a synthetic BTAD dataset (ELPV
+solar cells or the generated stand-in, mean-colour defects) and, at marks of training time, the
+gap of RGI, R-RGI and AnoGAN (each with its own default solve) is measured on defect-free test
+images (test/good). At the last mark the oracle Dice of RGI and R-RGI on the mean-colour defects
+is measured as well, and a grid input | G(ẑ) per method is saved.
+
+Training time is the process's CPU time divided by its torch threads, with evaluation excluded:
+on an idle 2-core machine this is the wall time, and it stays honest when other jobs share the
+CPU. Results are one JSON per recipe and dataset in ``--work`` (reused when present); the report
+is rebuilt from all of them.
+
+    python benchmarks/generator_gap.py --dataset elpv --size 128 --recipe tile32 dcgan \
+        --minutes 2 5 10 20 30 --work runs/generator_gap --report BENCHMARKS_generator.md
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from lightning.pytorch import Callback, seed_everything
+
+REPO = Path(__file__).resolve().parents[1]
+
+# Generator recipes (Rgi init_args). "dcgan" is the models' default generator at full size.
+RECIPES: dict[str, dict[str, Any]] = {
+    "dcgan": {"latent_dim": 128, "base_width": 32, "max_width": 256},
+    "tile32": {
+        "latent_dim": 64,
+        "base_width": 32,
+        "max_width": 256,
+        "tile_size": 32,
+        "crops_per_image": 4,
+    },
+    # The same with a faster EMA: at 0.999 the inverted copy averages ~1000 steps, i.e. most of
+    # a CPU-length run, and lags the generator.
+    "tile32_ema99": {
+        "latent_dim": 64,
+        "base_width": 32,
+        "max_width": 256,
+        "tile_size": 32,
+        "crops_per_image": 4,
+        "ema_decay": 0.99,
+    },
+}
+METHODS = ("anogan", "rgi", "rrgi")
+
+
+def _load(paths: list[Path]) -> torch.Tensor:
+    """Images in the generator's [-1, 1] range, B×3×H×W."""
+    from anomalib.data.utils import read_image
+
+    return torch.stack([read_image(p, as_tensor=True) for p in paths]) * 2 - 1
+
+
+def _masks(paths: list[Path]) -> list[np.ndarray]:
+    from anomalib.data.utils import read_mask
+
+    return [read_mask(p, as_tensor=True).bool().numpy() for p in paths]
+
+
+def _models(arch: dict[str, Any]) -> dict[str, Any]:
+    from rgi_anomalib.models import AnoGan, Rgi, RRgi
+
+    classes = {"anogan": AnoGan, "rgi": Rgi, "rrgi": RRgi}
+    return {
+        name: cls(**arch, visualizer=False, evaluator=False, post_processor=False).eval()
+        for name, cls in classes.items()
+    }
+
+
+def _solve(model: Any, images: torch.Tensor, batch: int = 8) -> Any:
+    from rgi_anomalib.models.gan_inversion.anomaly_map import anomaly_map
+    from rgi_anomalib.models.gan_inversion.gap import reconstruction_gap
+
+    restored, maps, rmse, p99 = [], [], [], []
+    start = time.perf_counter()
+    for part in images.split(batch):
+        result = model.model.invert(part)
+        gap = reconstruction_gap(part, result.restored)
+        restored.append(result.restored)
+        maps.append(anomaly_map(part, result)[:, 0])
+        rmse.append(gap.rmse)
+        p99.append(gap.p99)
+    seconds = (time.perf_counter() - start) / len(images)
+    return torch.cat(restored), torch.cat(maps), torch.cat(rmse), torch.cat(p99), seconds
+
+
+class GapCurve(Callback):
+    """Measures the gap at training-time marks; stops training after the last one."""
+
+    def __init__(
+        self,
+        marks: list[float],
+        data: dict[str, Any],
+        arch: dict[str, Any],
+        skip_dice: bool = False,
+    ) -> None:
+        self.marks = sorted(marks)
+        self.skip_dice = skip_dice
+        self.data = data
+        self.evaluators = _models(arch)
+        self.points: list[dict[str, Any]] = []
+        self.eval_cpu = 0.0
+        self.start_cpu = 0.0
+        self.grid: torch.Tensor | None = None
+
+    def _train_minutes(self) -> float:
+        threads = torch.get_num_threads()
+        return (time.process_time() - self.start_cpu - self.eval_cpu) / threads / 60
+
+    def on_train_start(self, trainer: Any, pl_module: Any) -> None:
+        self.start_cpu = time.process_time()
+
+    def on_train_batch_end(self, trainer: Any, pl_module: Any, *args: Any) -> None:
+        if not self.marks or self._train_minutes() < self.marks[0]:
+            return
+        self.marks.pop(0)
+        eval_start = time.process_time()
+        point = self._evaluate(pl_module, final=not self.marks, step=trainer.global_step // 2)
+        self.eval_cpu += time.process_time() - eval_start
+        self.points.append(point)
+        print(json.dumps(point), flush=True)
+        if not self.marks:
+            trainer.should_stop = True
+
+    def _evaluate(self, pl_module: Any, final: bool, step: int) -> dict[str, Any]:
+        from rgi_anomalib.benchmark.metrics import oracle_dice
+
+        point: dict[str, Any] = {"minutes": round(self._train_minutes(), 2), "g_steps": step}
+        state = pl_module.model.state_dict()  # generator, EMA copy and discriminator
+        normal = self.data["normal"]
+        restorations = [normal[:4] * 0.5 + 0.5]
+        for name in METHODS if final else ("anogan", "rgi"):
+            model = self.evaluators[name]
+            model.model.load_state_dict(state)
+            restored, _, rmse, p99, seconds = _solve(model, normal)
+            point[f"{name}_gap"] = round(float(rmse.mean()), 4)
+            point[f"{name}_gap_p99"] = round(float(p99.mean()), 4)
+            point[f"{name}_s_per_image"] = round(seconds, 3)
+            restorations.append((restored[:4] * 0.5 + 0.5).clamp(0, 1))
+            if final and name != "anogan" and not self.skip_dice:
+                dice = []
+                for images, gts in self.data["defects"].values():
+                    _, maps, *_ = _solve(model, images)
+                    dice += [oracle_dice(m.numpy(), g) for m, g in zip(maps, gts, strict=True)]
+                point[f"{name}_dice_oracle"] = round(float(np.mean(dice)), 4)
+        if final:
+            self.grid = torch.cat(restorations)
+        return point
+
+
+def _dataset(args: argparse.Namespace) -> Path:
+    import synthetic_btad
+
+    root = args.work / f"data_{args.dataset}{args.size}"
+    if not synthetic_btad.is_dataset(root):
+        synthetic_btad.build_dataset(
+            root,
+            bases="elpv" if args.dataset == "elpv" else "standin",
+            size=args.size,
+            seed=0,
+            n_train=args.n_train,
+            n_test_per_category=100,
+            fill="mean",
+        )
+    return root
+
+
+def _eval_data(root: Path, n_normal: int, n_defect: int) -> dict[str, Any]:
+    import synthetic_btad
+
+    summary = synthetic_btad.load_summary(root)
+    images = sorted((root / "test" / "good").glob("*.png"))[:n_normal]
+    defects = {}
+    for cat in summary.categories:
+        paths = sorted((root / "test" / cat).glob("*.png"))[:n_defect]
+        masks = [root / "ground_truth" / cat / f"{p.stem}_mask.png" for p in paths]
+        defects[cat] = (_load(paths), _masks(masks))
+    return {"normal": _load(images), "defects": defects}
+
+
+def run_recipe(args: argparse.Namespace, recipe: str) -> dict[str, Any]:
+    from anomalib.engine import Engine
+
+    import synthetic_btad
+    from rgi_anomalib.benchmark.runner import _loader
+    from rgi_anomalib.models import Rgi
+    from rgi_anomalib.utils import atomic_path
+
+    out = args.work / f"{args.dataset}{args.size}_{recipe}.json"
+    if out.is_file():
+        print(f"reusing {out}")
+        return json.loads(out.read_text())
+    root = _dataset(args)
+    contrast = synthetic_btad.defect_contrast(root)
+    arch = {"image_size": args.size, **RECIPES[recipe]}
+    seed_everything(args.seed, verbose=False)
+    model = Rgi(**arch, max_epochs=100_000, sample_every_n_epochs=0, seed=args.seed)
+    data = _eval_data(root, args.n_normal, args.n_defect)
+    curve = GapCurve(args.minutes, data, arch, skip_dice=args.skip_dice)
+    train = sorted((root / "train" / "good").glob("*.png"))
+    engine = Engine(
+        default_root_dir=str(args.work / "engine"),
+        logger=False,
+        accelerator="cpu",
+        devices=1,
+        limit_val_batches=0,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        callbacks=[curve],
+    )
+    engine.fit(model=model, train_dataloaders=_loader(train, None, 0, args.batch, True))
+    if curve.grid is not None:
+        from torchvision.utils import save_image
+
+        grid_path = args.work / f"{args.dataset}{args.size}_{recipe}_grid.png"
+        with atomic_path(grid_path) as tmp:
+            save_image(curve.grid, tmp, nrow=4, padding=2, pad_value=1.0, format="png")
+    stats = contrast.overall if hasattr(contrast, "overall") else None
+    result = {
+        "dataset": args.dataset,
+        "size": args.size,
+        "recipe": recipe,
+        "arch": arch,
+        "train_images": len(train),
+        "batch": args.batch,
+        "threads": torch.get_num_threads(),
+        "contrast": stats,
+        "points": curve.points,
+        "n_normal": args.n_normal,
+        "n_defect_per_category": args.n_defect,
+    }
+    with atomic_path(out) as tmp:
+        tmp.write_text(json.dumps(result, indent=1))
+    return result
+
+
+def _row(p: dict[str, Any], contrast: float) -> str:
+    def f(key: str) -> str:
+        return f"{p[key]:.3f}" if key in p else "–"
+
+    def ratio(key: str) -> str:
+        return f"{p[key] / contrast:.2f}" if key in p else "–"
+
+    return (
+        f"| {p['minutes']:.1f} | {p['g_steps']} | {f('anogan_gap')} | {f('rgi_gap')} | "
+        f"{f('rrgi_gap')} | {ratio('rgi_gap')} | {ratio('rrgi_gap')} | {f('rgi_gap_p99')} | "
+        f"{f('rgi_dice_oracle')} | {f('rrgi_dice_oracle')} | {f('rgi_s_per_image')} | "
+        f"{f('rrgi_s_per_image')} |"
+    )
+
+
+def _report(results: list[dict[str, Any]], command: str) -> str:
+    lines = [
+        "# Generator recipes: reconstruction gap vs training time",
+        "",
+        "Gap: RMSE of x − G(ẑ) over defect-free test images, [0, 1] pixel units, after each "
+        "method's default solve (RGI and R-RGI report their own restoration; R-RGI only at the "
+        "last mark). Contrast: median in-mask RMS difference between a mean-colour defect image "
+        "and its clean twin (synthetic_btad). gap/contrast < 1: a defect can stand out. Training "
+        "minutes: process CPU time / torch threads, evaluation excluded. Dice: oracle (per-image "
+        "best threshold) on the mean-colour defects.",
+        "",
+        f"Report written by `{command}` (recipes already measured in the work directory are "
+        "reused; each section states its own threads and counts).",
+        "",
+    ]
+    for res in results:
+        contrast = (res.get("contrast") or {}).get("median", float("nan"))
+        lines += [
+            f"## {res['dataset']} {res['size']} px, recipe `{res['recipe']}`",
+            "",
+            f"Generator: `{json.dumps(res['arch'])}`; {res['train_images']} training images, "
+            f"batch {res['batch']}, {res['threads']} threads; {res['n_normal']} normal test "
+            f"images, {res['n_defect_per_category']} defect images per category. Defect "
+            f"contrast (median): {contrast:.3f}.",
+            "",
+            "| train min | G steps | AnoGAN gap | RGI gap | R-RGI gap | RGI gap/contrast "
+            "| R-RGI gap/contrast | RGI p99 | RGI Dice | R-RGI Dice | RGI s/img | R-RGI s/img |",
+            "|---|---|---|---|---|---|---|---|---|---|---|---|",
+        ]
+        lines += [_row(point, contrast) for point in res["points"]]
+        lines += [
+            "",
+            f"Grid (input, then AnoGAN, RGI, R-RGI restorations): "
+            f"`{res['dataset']}{res['size']}_{res['recipe']}_grid.png` in the work dir.",
+            "",
+        ]
+    return "\n".join(lines)
+
+
+def time_recipes(args: argparse.Namespace) -> dict[str, Any]:
+    """Inversion cost of every recipe, side by side in one process (weights do not change the
+    cost): seconds per image of each method's default solve, batch ``--batch``, after a warm-up."""
+    from rgi_anomalib.utils import atomic_path
+
+    images = _load(sorted((_dataset(args) / "test" / "good").glob("*.png"))[: args.batch])
+    timing: dict[str, Any] = {"size": args.size, "batch": len(images), "threads": args.threads}
+    for recipe in dict.fromkeys(["dcgan", *args.recipe]):  # dcgan: the reference cost
+        models = _models({"image_size": args.size, **RECIPES[recipe]})
+        for name in ("rgi", "rrgi"):
+            _solve(models[name], images[:2], batch=2)  # warm-up: pool, allocations
+            *_, seconds = _solve(models[name], images, batch=len(images))
+            timing[f"{recipe}_{name}_s_per_image"] = round(seconds, 3)
+            print(f"{recipe} {name}: {seconds:.3f} s/image", flush=True)
+    out = args.work / f"timing_{args.dataset}{args.size}.json"
+    with atomic_path(out) as tmp:
+        tmp.write_text(json.dumps(timing, indent=1))
+    return timing
+
+
+def _timing_report(timing: dict[str, Any]) -> list[str]:
+    lines = [
+        f"## Inversion cost at {timing['size']} px (one run, batch {timing['batch']}, "
+        f"{timing['threads']} threads)",
+        "",
+        "| recipe | RGI s/image | R-RGI s/image | RGI vs dcgan | R-RGI vs dcgan |",
+        "|---|---|---|---|---|",
+    ]
+    base_rgi, base_rrgi = timing["dcgan_rgi_s_per_image"], timing["dcgan_rrgi_s_per_image"]
+    for recipe in [r for r in RECIPES if f"{r}_rgi_s_per_image" in timing]:
+        rgi, rrgi = timing[f"{recipe}_rgi_s_per_image"], timing[f"{recipe}_rrgi_s_per_image"]
+        lines.append(
+            f"| {recipe} | {rgi:.3f} | {rrgi:.3f} | {rgi / base_rgi:.2f}x | "
+            f"{rrgi / base_rrgi:.2f}x |"
+        )
+    return [*lines, ""]
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--dataset", choices=("elpv", "standin"), default="elpv")
+    p.add_argument("--size", type=int, default=128)
+    p.add_argument("--recipe", nargs="+", choices=tuple(RECIPES), default=list(RECIPES))
+    p.add_argument("--minutes", nargs="+", type=float, default=[2, 5, 10, 20, 30])
+    p.add_argument("--n-train", type=int, default=820)
+    p.add_argument("--n-normal", type=int, default=16)
+    p.add_argument("--n-defect", type=int, default=12, help="defect images per category")
+    p.add_argument("--batch", type=int, default=16)
+    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--work", type=Path, default=REPO / "runs" / "generator_gap")
+    p.add_argument("--report", type=Path, default=None)
+    p.add_argument("--timing", action="store_true", help="also time every recipe's solve")
+    p.add_argument(
+        "--skip-dice", action="store_true", help="gap only (no Dice on defects at the last mark)"
+    )
+    argv = sys.argv[1:] if argv is None else argv
+    args = p.parse_args(argv)
+    torch.set_num_threads(args.threads)
+    args.work.mkdir(parents=True, exist_ok=True)
+    for recipe in args.recipe:
+        run_recipe(args, recipe)
+    if args.timing:
+        time_recipes(args)
+    if args.report:
+        from rgi_anomalib.utils import atomic_path
+
+        results = [json.loads(f.read_text()) for f in sorted(args.work.glob("*_*.json"))]
+        results = [r for r in results if "recipe" in r]
+        command = "python benchmarks/generator_gap.py " + " ".join(argv)
+        text = _report(results, command)
+        for timing_file in sorted(args.work.glob("timing_*.json")):
+            text += "\n" + "\n".join(_timing_report(json.loads(timing_file.read_text())))
+        with atomic_path(args.report) as tmp:
+            tmp.write_text(text)
+        print(f"wrote {args.report}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
