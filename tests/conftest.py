@@ -68,3 +68,22 @@ def folder_dataset_factory() -> object:
 @pytest.fixture(scope="session")
 def tiny_folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return make_folder_dataset(tmp_path_factory.mktemp("tiny_folder"))
+
+
+@pytest.fixture
+def tiny_datamodule(tiny_folder: Path) -> object:
+    """anomalib's ``Folder`` datamodule on ``tiny_folder`` (normal + defect test images, masks)."""
+    from anomalib.data import Folder
+
+    return Folder(
+        name="tiny",
+        root=tiny_folder,
+        normal_dir="train/good",
+        abnormal_dir="test/defect",
+        mask_dir="ground_truth/defect",
+        normal_test_dir="test/good",
+        train_batch_size=16,
+        eval_batch_size=12,
+        num_workers=0,
+        seed=0,
+    )

@@ -8,7 +8,6 @@ from pathlib import Path
 
 import pytest
 import torch
-from anomalib.data import Folder
 from PIL import Image
 
 from rgi_anomalib.benchmark import runner
@@ -60,23 +59,12 @@ def test_shape_mismatch_is_a_clear_error() -> None:
 
 @pytest.mark.slow
 def test_fit_logs_the_gap_writes_the_grid_and_predict_carries_it(
-    tiny_folder: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture
+    tiny_folder: Path, tiny_datamodule, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     from anomalib.engine import Engine
 
     caplog.set_level(logging.INFO, logger=LOGGER)
-    datamodule = Folder(
-        name="tiny",
-        root=tiny_folder,
-        normal_dir="train/good",
-        abnormal_dir="test/defect",
-        mask_dir="ground_truth/defect",
-        normal_test_dir="test/good",
-        train_batch_size=16,
-        eval_batch_size=12,
-        num_workers=0,
-        seed=0,
-    )
+    datamodule = tiny_datamodule
     model = Rgi(**FAST)
     engine = Engine(default_root_dir=tmp_path, logger=False)
     engine.fit(model, datamodule=datamodule)

@@ -6,7 +6,6 @@ from pathlib import Path
 
 import pytest
 import torch
-from anomalib.data import Folder
 
 from rgi_anomalib.models import AnoGan, Rgi, RRgi
 
@@ -19,21 +18,6 @@ FAST = {
     "sample_every_n_epochs": 0,
     "visualizer": False,
 }
-
-
-def folder_datamodule(root: Path) -> Folder:
-    return Folder(
-        name="tiny",
-        root=root,
-        normal_dir="train/good",
-        abnormal_dir="test/defect",
-        mask_dir="ground_truth/defect",
-        normal_test_dir="test/good",
-        train_batch_size=16,
-        eval_batch_size=12,
-        num_workers=0,
-        seed=0,
-    )
 
 
 def test_defaults_are_fast_and_paper_configs_load_the_paper_protocol() -> None:
@@ -94,10 +78,10 @@ def test_bad_arguments_raise_one_clear_error(kwargs: dict, message: str) -> None
 
 
 @pytest.mark.slow
-def test_fit_test_predict_and_checkpoint_round_trip(tiny_folder: Path, tmp_path: Path) -> None:
+def test_fit_test_predict_and_checkpoint_round_trip(tiny_datamodule, tmp_path: Path) -> None:
     from anomalib.engine import Engine
 
-    datamodule = folder_datamodule(tiny_folder)
+    datamodule = tiny_datamodule
     model = Rgi(**FAST)
     engine = Engine(default_root_dir=tmp_path, logger=False)
     engine.fit(model, datamodule=datamodule)
