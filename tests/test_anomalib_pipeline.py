@@ -40,4 +40,7 @@ def test_anomalib_benchmark_pipeline_runs_rgi_and_anogan(tmp_path: Path) -> None
     with results.open() as fh:
         rows = list(csv.DictReader(fh))
     assert sorted(r["model.class_path"] for r in rows) == ["AnoGan", "Rgi"]
-    assert all(0.0 <= float(r["pixel_AUROC"]) <= 1.0 for r in rows)
+    # Runs are not bit-identical (measured 0.99971-1.0 for Rgi) and a float32 AUROC near 1 can
+    # round above it; this failed once in CI without saying the value, so say it.
+    values = [(r["model.class_path"], r["pixel_AUROC"]) for r in rows]
+    assert all(0.0 <= float(v) <= 1.0 + 1e-6 for _, v in values), values
