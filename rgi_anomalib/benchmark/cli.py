@@ -29,6 +29,12 @@ def _parser() -> argparse.ArgumentParser:
         "--seeds", nargs="+", type=int, metavar="SEED", help="override the config's seeds"
     )
     p.add_argument(
+        "--keep-checkpoints",
+        action="store_true",
+        help="keep each fitted model's checkpoint under RUN_DIR/work (off by default: a DRAEM "
+        "checkpoint alone is 1.1 GB)",
+    )
+    p.add_argument(
         "--overwrite",
         action="store_true",
         help="replace an existing run directory (only one written by this tool)",
@@ -155,6 +161,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 cfg.run_dir = Path(args.run_dir)
             if args.seeds:
                 cfg.seeds = list(args.seeds)
+            cfg.keep_checkpoints = cfg.keep_checkpoints or args.keep_checkpoints
             from .runner import check_model_spec
 
             for spec in cfg.models:  # fail before touching the run directory

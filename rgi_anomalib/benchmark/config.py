@@ -23,6 +23,8 @@ TOP_KEYS = {
     "label_free_percentile": "percentile of normal-image map values used as threshold (99.5)",
     "qualitative_images": "images per category in qualitative.png (default 2)",
     "description": "free text, copied to the results",
+    "keep_checkpoints": "keep each fitted model's Lightning checkpoint under run_dir/work "
+    "(default false: a DRAEM checkpoint alone is 1.1 GB)",
 }
 MODEL_KEYS = {
     "name": "display name (unique); also the model to build when class_path is absent",
@@ -35,6 +37,8 @@ MODEL_KEYS = {
     "mask_map": "anomaly map is a sparse mask, so also score the M̂ > 0 rule (auto for RGI)",
     "fit_from": "name of an earlier model whose fitted weights this one loads instead of "
     "training (same architecture), e.g. R-RGI and AnoGAN inverting RGI's generator",
+    "input_size": "resize images to this size for this model only (e.g. an ImageNet backbone "
+    "on 32 px data); its maps are resized back to image_size for scoring",
 }
 DATASET_KEYS = {
     "name": "display name (unique)",
@@ -68,6 +72,7 @@ class ModelSpec:
     mask_map: bool | None = None
     trainer_args: dict[str, Any] = field(default_factory=dict)
     fit_from: str | None = None
+    input_size: int | None = None
 
 
 @dataclass
@@ -90,6 +95,7 @@ class BenchmarkConfig:
     calibration_images: int = 8
     label_free_percentile: float = 99.5
     qualitative_images: int = 2
+    keep_checkpoints: bool = False
     description: str = ""
     source: str = ""
     raw: dict[str, Any] = field(default_factory=dict)
@@ -140,6 +146,17 @@ def parse_config(data: Any, *, base_dir: Path | None = None, source: str = "") -
             raise ConfigError(f"models[{i}].init_args must be a mapping")
         if not isinstance(per_cat, dict) or not all(isinstance(v, dict) for v in per_cat.values()):
             raise ConfigError(f"models[{i}].init_args_per_category must map category -> mapping")
+        if init_args.get("dtd_dir"):
+            dtd = _resolve(init_args["dtd_dir"], base)
+            if not dtd.is_dir():
+                raise ConfigError(
+                    f"models[{i}].init_args.dtd_dir: {dtd} is not a directory (expected a folder "
+                    "of texture images such as DTD's images/)"
+                )
+            init_args = {**init_args, "dtd_dir": str(dtd)}
+        input_size = entry.get("input_size")
+        if input_size is not None and (not isinstance(input_size, int) or input_size < 8):
+            raise ConfigError(f"models[{i}].input_size must be an integer >= 8, got {input_size!r}")
         bad = [c for c in per_cat if c not in CATEGORIES]
         if bad:
             raise ConfigError(
@@ -156,6 +173,7 @@ def parse_config(data: Any, *, base_dir: Path | None = None, source: str = "") -
                 mask_map=entry.get("mask_map"),
                 trainer_args=dict(entry.get("trainer_args") or {}),
                 fit_from=str(entry["fit_from"]) if entry.get("fit_from") else None,
+                input_size=input_size,
             )
         )
     names = [m.name for m in models]
@@ -218,6 +236,7 @@ def parse_config(data: Any, *, base_dir: Path | None = None, source: str = "") -
         calibration_images=int(data.get("calibration_images", 8)),
         label_free_percentile=pct,
         qualitative_images=int(data.get("qualitative_images", 2)),
+        keep_checkpoints=bool(data.get("keep_checkpoints", False)),
         description=str(data.get("description") or ""),
         source=source,
         raw=data,

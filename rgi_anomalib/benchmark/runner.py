@@ -106,12 +106,11 @@ def build_model(cls: type, spec: ModelSpec, cfg: BenchmarkConfig, seed: int, wor
     for key, value in (("visualizer", False), ("evaluator", False), ("post_processor", False)):
         if key in params:
             kwargs.setdefault(key, value)
+    size = spec.input_size or cfg.image_size
     if "image_size" in params:
-        kwargs.setdefault("image_size", cfg.image_size)
+        kwargs.setdefault("image_size", size)
     elif "pre_processor" in params and "pre_processor" not in kwargs:
-        kwargs["pre_processor"] = cls.configure_pre_processor(
-            image_size=(cfg.image_size, cfg.image_size)
-        )
+        kwargs["pre_processor"] = cls.configure_pre_processor(image_size=(size, size))
     if "seed" in params:
         kwargs.setdefault("seed", seed)
     if "dtd_dir" in params and not kwargs.get("dtd_dir"):
@@ -121,12 +120,32 @@ def build_model(cls: type, spec: ModelSpec, cfg: BenchmarkConfig, seed: int, wor
     return cls(**kwargs)
 
 
+def _count_images(folder: Path) -> int:
+    return sum(1 for p in folder.rglob("*") if p.suffix.lower() in IMAGE_EXTENSIONS)
+
+
 def model_form(cls: type, spec: ModelSpec) -> str:
+    """How a row's method was run, derived from its arguments (``spec.form`` overrides)."""
     if spec.form:
         return spec.form
-    if cls.__name__ == "Patchcore" and spec.init_args.get("pre_trained") is False:
-        return "random-init backbone"
-    return DEFAULT_FORMS.get(cls.__name__, "")
+    parts: list[str] = []
+    if cls.__name__ == "Patchcore":
+        backbone = str(spec.init_args.get("backbone", "wide_resnet50_2"))
+        if spec.init_args.get("pre_trained") is False:
+            parts.append(f"random-init {backbone}")
+        elif backbone.endswith("_pypi"):
+            parts.append(f"ImageNet {backbone.removesuffix('_pypi')} (PyPI wheel)")
+        else:
+            parts.append(f"pretrained {backbone}")
+    dtd = spec.init_args.get("dtd_dir")
+    if "dtd_dir" in _init_params(cls):
+        n = _count_images(Path(dtd)) if dtd else 0
+        parts.append(f"DTD textures, {n} images" if n else DEFAULT_FORMS.get(cls.__name__, ""))
+    if "max_epochs" in spec.trainer_args and "max_epochs" not in _init_params(cls):
+        parts.append(f"{spec.trainer_args['max_epochs']} epochs")
+    if spec.input_size is not None:
+        parts.append(f"input {spec.input_size} px")
+    return ", ".join(p for p in parts if p)
 
 
 # --- data ------------------------------------------------------------------------------------
@@ -290,7 +309,10 @@ def gap_columns(normal: Predictions, defect: Predictions) -> dict[str, float]:
     }
 
 
-def _predict(engine: Any, model: Any, loader: Any, keep_restored: int = 0) -> Predictions:
+def _predict(
+    engine: Any, model: Any, loader: Any, keep_restored: int = 0, score_size: int | None = None
+) -> Predictions:
+    """Predict ``loader``; maps are resized (bilinear) to ``score_size`` when given."""
     out = Predictions()
     if len(loader.dataset) == 0:
         return out
@@ -299,8 +321,13 @@ def _predict(engine: Any, model: Any, loader: Any, keep_restored: int = 0) -> Pr
     out.seconds = time.perf_counter() - start
     for batch in batches:
         maps = batch.anomaly_map.detach().float().cpu()
-        if maps.ndim == 4:
-            maps = maps[:, 0]
+        if maps.ndim == 3:
+            maps = maps[:, None]
+        if score_size is not None and maps.shape[-2:] != (score_size, score_size):
+            import torch.nn.functional as F
+
+            maps = F.interpolate(maps, size=(score_size, score_size), mode="bilinear")
+        maps = maps[:, 0]
         gts = batch.gt_mask.detach().cpu().bool() if batch.gt_mask is not None else None
         if gts is not None and gts.ndim == 4:
             gts = gts[:, 0]
@@ -336,13 +363,15 @@ def _predict_groups(
     groups: list[tuple[list[Path], list[Path | None] | None, int]],
     batch_size: int,
     keep_restored: int,
+    score_size: int | None = None,
 ) -> list[Predictions]:
     """One ``engine.predict`` call over several image lists (each call costs seconds of set-up);
     the wall time is shared evenly over the images."""
     images = [p for g in groups for p in g[0]]
     masks = [m for g in groups for m in (g[1] if g[1] is not None else [None] * len(g[0]))]
     labels = [g[2] for g in groups for _ in g[0]]
-    allp = _predict(engine, model, _loader(images, masks, labels, batch_size), len(images))
+    loader = _loader(images, masks, labels, batch_size)
+    allp = _predict(engine, model, loader, len(images), score_size)
     per_image = allp.seconds / max(len(images), 1)
     out, start = [], 0
     for g in groups:
@@ -383,6 +412,16 @@ def _quiet_lightning() -> None:
     warnings.filterwarnings("ignore", message=".*configure_callbacks.*")
     warnings.filterwarnings("ignore", message=".*litlogger.*")
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+
+def _checkpoint_callbacks(keep: bool) -> list[Any]:
+    """anomalib's Engine adds a ModelCheckpoint writing ``weights/lightning/model.ckpt`` unless
+    one is given; one that saves nothing (``save_top_k=0``) keeps disk use bounded by default."""
+    if keep:
+        return []
+    from anomalib.callbacks.checkpoint import ModelCheckpoint
+
+    return [ModelCheckpoint(save_top_k=0, save_last=False)]
 
 
 def _set_inversion(model: Any, overrides: dict[str, Any]) -> None:
@@ -451,6 +490,7 @@ def run_benchmark(cfg: BenchmarkConfig, console: Any = None) -> RunResult:
                         devices=1,
                         enable_progress_bar=False,
                         enable_model_summary=False,
+                        callbacks=_checkpoint_callbacks(cfg.keep_checkpoints),
                         **spec.trainer_args,
                     )
                     progress.update(task, description=f"fit  {tag}")
@@ -477,6 +517,7 @@ def run_benchmark(cfg: BenchmarkConfig, console: Any = None) -> RunResult:
                     progress.update(task, description=f"test {tag}")
                     form = model_form(cls, spec)
                     bs, keep = cfg.eval_batch_size, cfg.qualitative_images
+                    score_size = cfg.image_size if spec.input_size else None
                     normals = [(data.normal_test, None, 0), (data.calibration, None, 0)]
                     shared = [c for c in cfg.categories if not spec.init_args_per_category.get(c)]
                     results = _predict_groups(
@@ -485,6 +526,7 @@ def run_benchmark(cfg: BenchmarkConfig, console: Any = None) -> RunResult:
                         normals + [(data.categories[c], data.masks[c], 1) for c in shared],
                         bs,
                         keep,
+                        score_size,
                     )
                     normal, calib = results[0], results[1]
                     by_cat = {
@@ -503,6 +545,7 @@ def run_benchmark(cfg: BenchmarkConfig, console: Any = None) -> RunResult:
                                 [*normals, (data.categories[cat], masks, 1)],
                                 bs,
                                 keep,
+                                score_size,
                             )
                             model.model.inversion = base_inversion
                         else:
