@@ -9,6 +9,8 @@ from __future__ import annotations
 import sys
 from collections.abc import Sequence
 
+from rgi_anomalib.utils import silence_known_warnings
+
 USAGE = """usage: rgi-anomalib <command> [options]
 
 commands:
@@ -23,6 +25,7 @@ commands:
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``rgi-anomalib`` console script."""
     args = list(sys.argv[1:] if argv is None else argv)
+    silence_known_warnings()
     if not args or args[0] in ("-h", "--help"):
         print(USAGE)
         return 0 if args else 2

@@ -37,10 +37,6 @@ def test_valid_config(tmp_path: Path) -> None:
         (lambda c: c["datasets"][0].update(path="x"), "unknown key 'path' in datasets[0]"),
         (lambda c: c["datasets"][0]["build"].update(sz=3), "unknown key 'sz' in datasets[0].build"),
         (lambda c: c.update(categories=["dent"]), "unknown category 'dent'"),
-        (
-            lambda c: c["models"].append({"name": "draem", "init_args": {"dtd_dir": "no/such"}}),
-            "models[1].init_args.dtd_dir: ",
-        ),
         (lambda c: c["models"][0].update(input_size=4), "models[0].input_size must be"),
         (lambda c: c.pop("models"), "missing required key 'models'"),
         (lambda c: c["datasets"][0].pop("build"), "needs 'root' or 'build'"),
@@ -156,3 +152,20 @@ def test_cli_unknown_dataset_root(tmp_path: Path, capsys: pytest.CaptureFixture)
     assert main(["--config", str(_write(tmp_path, data))]) == 2
     assert "dataset 'real': root" in capsys.readouterr().err
     assert not (tmp_path / "run").exists()
+
+
+def test_missing_texture_folder_is_a_note_and_perlin(tmp_path: Path) -> None:
+    from rgi_anomalib.benchmark.runner import check_model_spec, model_form
+
+    cfg = _base(tmp_path)
+    cfg["models"].append({"name": "draem", "init_args": {"dtd_dir": "no/such"}})
+    cfg["models"].append(
+        {"name": "draem_dtd", "class_path": "draem", "init_args": {"dtd_dir": "t"}}
+    )
+    (tmp_path / "t" / "a").mkdir(parents=True)
+    (tmp_path / "t" / "a" / "x.jpg").write_bytes(b"")
+    parsed = parse_config(cfg, base_dir=tmp_path)
+    missing, present = parsed.models[1], parsed.models[2]
+    assert missing.init_args["dtd_dir"] is None and "no/such is not a directory" in missing.notes[0]
+    assert model_form(check_model_spec(missing), missing) == "Perlin anomalies (no DTD)"
+    assert model_form(check_model_spec(present), present) == "DTD textures, 1 images"

@@ -86,3 +86,16 @@ def test_anomalib_train_then_test_from_checkpoint(tiny_folder: Path, tmp_path: P
     assert wrong.returncode != 0
     message = " ".join((wrong.stderr + wrong.stdout).split())  # rich wraps long lines
     assert "image_size=32 in the checkpoint but 64 here" in message
+
+
+def test_known_warnings_are_silenced_but_others_still_shown() -> None:
+    import warnings
+
+    from rgi_anomalib.utils import silence_known_warnings
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        silence_known_warnings()
+        warnings.warn("Found 19 module(s) in eval mode at the start of training.", UserWarning)
+        warnings.warn("something new and important", UserWarning)
+    assert [str(w.message) for w in caught] == ["something new and important"]

@@ -12,7 +12,6 @@ import math
 import os
 import shutil
 import time
-import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,6 +19,7 @@ from typing import Any
 
 import numpy as np
 
+from ..utils import silence_known_warnings
 from .config import BenchmarkConfig, ConfigError, DatasetSpec, ModelSpec
 from .metrics import category_metrics
 
@@ -408,9 +408,7 @@ def _quiet_lightning() -> None:
     names += [n for n in logging.root.manager.loggerDict if n.startswith(("lightning", "anomalib"))]
     for name in names:
         logging.getLogger(name).setLevel(logging.ERROR)
-    warnings.filterwarnings("ignore", category=UserWarning)
-    warnings.filterwarnings("ignore", message=".*configure_callbacks.*")
-    warnings.filterwarnings("ignore", message=".*litlogger.*")
+    silence_known_warnings()
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 
@@ -452,7 +450,7 @@ def run_benchmark(cfg: BenchmarkConfig, console: Any = None) -> RunResult:
     _quiet_lightning()
     classes = {m.name: check_model_spec(m) for m in cfg.models}
     datasets = [prepare_dataset(d, cfg, log) for d in cfg.datasets]
-    notes = [n for d in datasets for n in d.notes]
+    notes = [n for m in cfg.models for n in m.notes] + [n for d in datasets for n in d.notes]
     for note in notes:
         console.print(f"[yellow]note:[/] {note}")
 
