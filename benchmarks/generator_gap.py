@@ -61,6 +61,9 @@ VARIANTS: dict[str, dict[str, dict[str, Any]]] = {
     "init4096": {m: {"init_candidates": 4096} for m in METHODS},
     "ft60": {"rrgi": {"finetune_iterations": 60}},
     "ft20_lr1e-3": {"rrgi": {"lr_finetune": 1e-3}},
+    # One fine-tuned generator copy per image, shared by its tiles (default: one per tile).
+    "ft_image": {"rrgi": {"tile_finetune": "image"}},
+    "ft_image_lr1e-3": {"rrgi": {"tile_finetune": "image", "lr_finetune": 1e-3}},
 }
 
 

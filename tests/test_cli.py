@@ -96,6 +96,8 @@ def test_known_warnings_are_silenced_but_others_still_shown() -> None:
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         silence_known_warnings()
-        warnings.warn("Found 19 module(s) in eval mode at the start of training.", UserWarning)
-        warnings.warn("something new and important", UserWarning)
+        warnings.warn(
+            "Found 19 module(s) in eval mode at the start of training.", UserWarning, stacklevel=1
+        )
+        warnings.warn("something new and important", UserWarning, stacklevel=1)
     assert [str(w.message) for w in caught] == ["something new and important"]

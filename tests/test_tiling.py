@@ -90,3 +90,33 @@ def test_tile_model_trains_on_crops_and_inverts_whole_images() -> None:
     assert out.anomaly_map.shape == (2, 1, 64, 64)
     with pytest.raises(ValueError, match="tile the image exactly"):
         Rgi(image_size=64, tile_size=32, tile_stride=24)
+
+
+def test_grouped_finetune_weights_equal_repeated_per_item_weights() -> None:
+    """One generator copy per group of consecutive latents gives what per-item copies give
+    when the items of a group hold the same weights."""
+    from rgi_anomalib.models.gan_inversion.solver import _generate
+
+    torch.manual_seed(0)
+    generator = nn.Sequential(nn.Linear(4, 6), nn.Tanh(), nn.Linear(6, 3))
+    latent = torch.randn(6, 4)
+    grouped = {n: p.detach() + torch.randn(2, *p.shape) for n, p in generator.named_parameters()}
+    per_item = {n: w.repeat_interleave(3, dim=0) for n, w in grouped.items()}
+    torch.testing.assert_close(
+        _generate(generator, latent, grouped), _generate(generator, latent, per_item)
+    )
+
+
+def test_tiled_finetune_per_image_shares_one_copy_per_image() -> None:
+    torch.manual_seed(0)
+    images = torch.rand(2, 3, 32, 32) * 1.6 - 0.8
+    config = InversionConfig(
+        objective="rgi", iterations=20, finetune_iterations=5, lr_generator=1e-2, init_candidates=4
+    )
+    for per in ("tile", "image"):
+        result = invert_tiled(
+            PixelGenerator(8), images, config, tile_size=8, stride=6, chunk=30, finetune_per=per
+        )
+        assert result.restored.shape == images.shape and result.loss.shape == (2,)
+    with pytest.raises(ValueError, match="tile_finetune must be one of"):
+        invert_tiled(PixelGenerator(8), images, config, tile_size=8, finetune_per="pixel")

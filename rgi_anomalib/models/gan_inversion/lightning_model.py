@@ -94,6 +94,8 @@ class GanInversionModule:
         tile_stride: Step between tiles (None: the largest step <= 3/4 of a tile that tiles the
             image exactly); seams are averaged over the overlap.
         crops_per_image: Random crops taken from each training image per step (tiling only).
+        tile_finetune: R-RGI with tiles: fine-tune one generator copy per tile (``"tile"``) or
+            one per image, shared by all its tiles (``"image"``: less freedom, cheaper).
 
     Method defaults (``_METHOD``) are the fast configuration measured in BENCHMARKS.md; the
     paper's protocol (2000 Adam iterations, M as a free variable) is
@@ -135,6 +137,7 @@ class GanInversionModule:
         tile_size: int | None = None,
         tile_stride: int | None = None,
         crops_per_image: int = 4,
+        tile_finetune: str = "tile",
         pre_processor: PreProcessor | bool = True,
         post_processor: torch.nn.Module | bool = True,
         evaluator: Any = True,
@@ -206,6 +209,7 @@ class GanInversionModule:
             compile_generator=compile_generator,
             tile_size=tile_size,
             tile_stride=tile_stride,
+            tile_finetune=tile_finetune,
         )
         self._sample_latents = torch.randn(
             16, latent_dim, generator=torch.Generator().manual_seed(seed)

@@ -213,17 +213,25 @@ def invert(
     config: InversionConfig,
     discriminator: nn.Module | None = None,
     pool: CandidatePool | None = None,
+    groups: int | None = None,
 ) -> InversionResult:
     """Solve the configured inversion for a batch of images; G and D are left untouched.
 
     Works under Lightning's ``torch.inference_mode()``: the solve runs with inference mode off and
-    gradients on, on a clone of the input.
+    gradients on, on a clone of the input. ``groups``: R-RGI fine-tunes one generator copy per
+    group of ``B / groups`` consecutive images (e.g. the tiles of one image) instead of one per
+    image.
     """
     if images.ndim != 4:
         msg = f"images must be B×C×H×W, got shape {tuple(images.shape)}"
         raise ValueError(msg)
+    if groups is not None and (groups < 1 or images.shape[0] % groups):
+        msg = f"groups={groups!r} must divide the batch of {images.shape[0]} images"
+        raise ValueError(msg)
     with torch.inference_mode(False), torch.enable_grad():
-        return _invert(generator, images.clone(), config, discriminator, pool or CandidatePool())
+        return _invert(
+            generator, images.clone(), config, discriminator, pool or CandidatePool(), groups
+        )
 
 
 def _invert(
@@ -232,6 +240,7 @@ def _invert(
     config: InversionConfig,
     discriminator: nn.Module | None,
     pool: CandidatePool,
+    groups: int | None = None,
 ) -> InversionResult:
     was_training = generator.training
     generator.eval()
@@ -250,7 +259,7 @@ def _invert(
             )
             raise ValueError(msg)
         latent = best_candidates(images, pool_latents, pool_images, config).requires_grad_(True)
-        return _optimise(generator, images, latent, config, discriminator)
+        return _optimise(generator, images, latent, config, discriminator, groups)
     finally:
         for p in frozen:
             p.requires_grad_(True)
@@ -263,6 +272,7 @@ def _optimise(
     latent: torch.Tensor,
     config: InversionConfig,
     discriminator: nn.Module | None,
+    groups: int | None = None,
 ) -> InversionResult:
     batch, channels, height, width = images.shape
     mask = None
@@ -286,7 +296,7 @@ def _optimise(
             for group, lr in scheduled:
                 group["lr"] = lr * factor
         if config.finetune_iterations and iteration == finetune_start:
-            weights = _per_image_weights(generator, batch, config.finetune_params)
+            weights = _per_image_weights(generator, groups or batch, config.finetune_params)
             optimisers.append(torch.optim.Adam(list(weights.values()), lr=config.lr_generator))
             if mask is not None and config.freeze_mask_during_finetune:
                 optimisers.remove(mask_optimiser)
@@ -357,6 +367,16 @@ def _generate(
     # Weights that are not fine-tuned (and buffers) are shared by every image.
     shared = {n: p for n, p in generator.named_parameters() if n not in weights}
     shared.update(generator.named_buffers())
+    groups = next(iter(weights.values())).shape[0]
+    if groups < latent.shape[0]:
+        # One copy per group of consecutive latents: a plain batched call per group (cheaper
+        # than vmap, which turns per-item weights into grouped convolutions).
+        return torch.cat(
+            [
+                functional_call(generator, ({k: w[g] for k, w in weights.items()}, shared), (z,))
+                for g, z in enumerate(latent.chunk(groups))
+            ]
+        )
 
     def one_image(image_weights: dict[str, torch.Tensor], z: torch.Tensor) -> torch.Tensor:
         return functional_call(generator, (image_weights, shared), (z.unsqueeze(0),)).squeeze(0)

@@ -46,6 +46,15 @@ def check_tiling(image_size: int, tile_size: int | None, stride: int | None) -> 
         raise ValueError(msg)
 
 
+FINETUNE_PER = ("tile", "image")
+
+
+def check_finetune_per(finetune_per: str) -> None:
+    if finetune_per not in FINETUNE_PER:
+        msg = f"tile_finetune must be one of {FINETUNE_PER}, got {finetune_per!r}"
+        raise ValueError(msg)
+
+
 def random_crops(
     images: torch.Tensor, size: int, per_image: int = 1, generator: torch.Generator | None = None
 ) -> torch.Tensor:
@@ -70,14 +79,30 @@ def invert_tiled(
     discriminator: torch.nn.Module | None = None,
     pool: CandidatePool | None = None,
     chunk: int = 256,
+    finetune_per: str = "tile",
 ) -> InversionResult:
-    """Invert every tile (``chunk`` tiles per solve: R-RGI keeps a generator copy per tile) and
-    stitch restoration and mask back together; latents are B×tiles×d, losses summed per image."""
+    """Invert every tile (``chunk`` tiles per solve) and stitch restoration and mask back
+    together; latents are B×tiles×d, losses summed per image. R-RGI fine-tunes one generator copy
+    per tile (``finetune_per="tile"``) or one per image, shared by its tiles (``"image"``)."""
+    check_finetune_per(finetune_per)
     stride = stride or default_stride(images.shape[-1], tile_size)
     tiler = Tiler(tile_size=tile_size, stride=stride)
-    tiles = tiler.tile(images)
+    tiles = tiler.tile(images)  # image-major: the tiles of image 0, then of image 1, ...
     pool = pool or CandidatePool()
-    parts = [invert(generator, part, config, discriminator, pool) for part in tiles.split(chunk)]
+    per_image = tiles.shape[0] // images.shape[0]
+    if finetune_per == "image":
+        chunk = per_image * max(1, chunk // per_image)  # whole images per solve
+    parts = [
+        invert(
+            generator,
+            part,
+            config,
+            discriminator,
+            pool,
+            groups=part.shape[0] // per_image if finetune_per == "image" else None,
+        )
+        for part in tiles.split(chunk)
+    ]
     batch = images.shape[0]
     restored = tiler.untile(torch.cat([p.restored for p in parts]))
     mask = None

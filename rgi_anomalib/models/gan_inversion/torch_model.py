@@ -11,7 +11,7 @@ from torch import nn
 from .anomaly_map import anomaly_map, image_score
 from .networks import Backbone, Discriminator, Generator
 from .solver import CandidatePool, InversionConfig, InversionResult, invert
-from .tiling import check_tiling, invert_tiled
+from .tiling import check_finetune_per, check_tiling, invert_tiled
 
 
 class GanInversionModel(nn.Module):
@@ -35,11 +35,14 @@ class GanInversionModel(nn.Module):
         compile_generator: bool = False,
         tile_size: int | None = None,
         tile_stride: int | None = None,
+        tile_finetune: str = "tile",
     ) -> None:
         super().__init__()
         check_tiling(image_size, tile_size, tile_stride)
+        check_finetune_per(tile_finetune)
         self.image_size = image_size
         self.tile_size, self.tile_stride = tile_size, tile_stride
+        self.tile_finetune = tile_finetune
         self.inversion = inversion
         gan_size = tile_size or image_size
         self.generator = Generator(gan_size, latent_dim, channels, base_width, max_width, backbone)
@@ -80,6 +83,7 @@ class GanInversionModel(nn.Module):
             self.tile_stride,
             discriminator,
             self._pool,
+            finetune_per=self.tile_finetune,
         )
 
     def forward(self, images: torch.Tensor) -> InferenceBatch:
