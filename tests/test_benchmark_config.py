@@ -25,7 +25,7 @@ def _base(tmp_path: Path) -> dict:
 def test_valid_config(tmp_path: Path) -> None:
     cfg = parse_config(_base(tmp_path))
     assert cfg.models[0].class_path == "rgi"
-    assert cfg.categories == ["crack", "irregular", "scratch", "mixed_large"]
+    assert cfg.categories is None  # discovered per dataset
     assert cfg.dataset_root(cfg.datasets[0]) == tmp_path / "run" / "datasets" / "d"
 
 
@@ -36,12 +36,12 @@ def test_valid_config(tmp_path: Path) -> None:
         (lambda c: c["models"][0].update(args={}), "unknown key 'args' in models[0]"),
         (lambda c: c["datasets"][0].update(path="x"), "unknown key 'path' in datasets[0]"),
         (lambda c: c["datasets"][0]["build"].update(sz=3), "unknown key 'sz' in datasets[0].build"),
-        (lambda c: c.update(categories=["dent"]), "unknown category 'dent'"),
+        (lambda c: c.update(categories=["good"]), "lists 'good'"),
+        (lambda c: c.update(categories="crack"), "must be a non-empty list of folder names"),
         (lambda c: c["models"][0].update(input_size=4), "models[0].input_size must be"),
         (lambda c: c.pop("models"), "missing required key 'models'"),
         (lambda c: c["datasets"][0].pop("build"), "needs 'root' or 'build'"),
         (lambda c: c["models"].append({"name": "rgi"}), "model names must be unique"),
-        (lambda c: c["models"][0].update(init_args_per_category={"dent": {}}), "unknown category"),
         (lambda c: c["models"][0].update(fit_from="rgi"), "fit_from 'rgi' must name an earlier"),
     ],
 )
@@ -110,7 +110,7 @@ def test_empty_category_and_missing_masks(tmp_path: Path, folder_dataset_factory
     data["datasets"] = [{"name": "f", "root": str(root)}]
     data["calibration_images"] = 2
     data["categories"] = ["crack"]
-    with pytest.raises(ConfigError, match="category 'crack' is empty or missing"):
+    with pytest.raises(ConfigError, match="category 'crack' has no images in"):
         prepare_dataset(parse(data).datasets[0], parse(data), print)
     # a category without masks: pixel metrics impossible, noted
     (root / "test" / "crack" / "000.png").write_bytes((root / "test/defect/000.png").read_bytes())
@@ -169,3 +169,35 @@ def test_missing_texture_folder_is_a_note_and_perlin(tmp_path: Path) -> None:
     assert missing.init_args["dtd_dir"] is None and "no/such is not a directory" in missing.notes[0]
     assert model_form(check_model_spec(missing), missing) == "Perlin anomalies (no DTD)"
     assert model_form(check_model_spec(present), present) == "DTD textures, 1 images"
+
+
+def test_categories_are_discovered_and_named_as_on_disk(
+    tmp_path: Path, folder_dataset_factory
+) -> None:
+    from rgi_anomalib.benchmark.runner import discover_categories, prepare_dataset
+
+    root = folder_dataset_factory(tmp_path / "data", n_train=6, n_test=2, n_good=1)
+    for name in ("Scratch on edge", "bent_lead"):  # any folder name is a category
+        (root / "test" / name).mkdir()
+        (root / "test" / name / "a.png").write_bytes((root / "test/defect/000.png").read_bytes())
+    assert discover_categories(root) == ["Scratch on edge", "bent_lead", "defect"]
+    data = _base(tmp_path)
+    data["datasets"] = [{"name": "f", "root": str(root)}]
+    data["calibration_images"] = 2
+    cfg = parse_config(data)
+    info = prepare_dataset(cfg.datasets[0], cfg, print)
+    assert list(info.categories) == ["Scratch on edge", "bent_lead", "defect"]
+    assert info.masks["defect"] is not None and info.masks["bent_lead"] is None
+    # a dataset entry may list its own categories
+    data["datasets"][0]["categories"] = ["defect"]
+    cfg = parse_config(data)
+    assert list(prepare_dataset(cfg.datasets[0], cfg, print).categories) == ["defect"]
+    from rgi_anomalib.benchmark.runner import check_per_category
+
+    cfg.models[0].init_args_per_category = {"dent": {"lam": 0.1}}
+    with pytest.raises(ConfigError, match="names 'dent', which no dataset has"):
+        check_per_category(cfg.models, [prepare_dataset(cfg.datasets[0], cfg, print)])
+    empty = tmp_path / "empty"
+    (empty / "test" / "good").mkdir(parents=True)
+    with pytest.raises(ConfigError, match="no defect category folders"):
+        discover_categories(empty)

@@ -8,13 +8,14 @@ from typing import Any
 
 import yaml
 
-CATEGORIES = ("crack", "irregular", "scratch", "mixed_large")
+CATEGORIES = ("crack", "irregular", "scratch", "mixed_large")  # synthetic_btad's, for reference
 
 TOP_KEYS = {
     "run_dir": "output directory (must not exist unless --overwrite)",
     "image_size": "model working resolution in pixels (maps and masks are scored at it)",
     "seeds": "list of seeds; each model is trained once per dataset and seed",
-    "categories": "defect categories to test (default: all four)",
+    "categories": "defect categories (folders under test/) of every dataset (default: each "
+    "dataset's own, discovered on disk)",
     "datasets": "list of datasets",
     "models": "list of models",
     "train_batch_size": "training batch size (default 32)",
@@ -44,6 +45,7 @@ DATASET_KEYS = {
     "name": "display name (unique)",
     "root": "existing synthetic_btad / Folder-layout dataset (built there when 'build' is set)",
     "build": "synthetic_btad.build_dataset arguments; built in <run_dir>/datasets/<name>",
+    "categories": "this dataset's defect categories (default: the config's, else discovered)",
 }
 BUILD_KEYS = {
     "size": "image side",
@@ -81,6 +83,7 @@ class DatasetSpec:
     name: str
     root: Path | None = None
     build: dict[str, Any] | None = None
+    categories: list[str] | None = None  # None: the config's, else discovered
 
 
 @dataclass
@@ -90,7 +93,8 @@ class BenchmarkConfig:
     models: list[ModelSpec]
     image_size: int = 64
     seeds: list[int] = field(default_factory=lambda: [0])
-    categories: list[str] = field(default_factory=lambda: list(CATEGORIES))
+    # None: every dataset's categories are discovered (the folders under test/ except good).
+    categories: list[str] | None = None
     train_batch_size: int = 32
     eval_batch_size: int = 32
     calibration_images: int = 8
@@ -115,6 +119,16 @@ def _check_keys(mapping: Any, allowed: dict[str, str], where: str) -> None:
         raise ConfigError(
             f"unknown key {unknown[0]!r} in {where}; allowed keys: {', '.join(sorted(allowed))}"
         )
+
+
+def _categories(value: Any, where: str) -> list[str] | None:
+    if value is None:
+        return None
+    if not isinstance(value, list) or not value or not all(isinstance(c, str) for c in value):
+        raise ConfigError(f"'{where}' must be a non-empty list of folder names, got {value!r}")
+    if "good" in value:
+        raise ConfigError(f"'{where}' lists 'good': normal test images are not a defect category")
+    return list(value)
 
 
 def _resolve(path: str | Path, base: Path) -> Path:
@@ -161,12 +175,6 @@ def parse_config(data: Any, *, base_dir: Path | None = None, source: str = "") -
         input_size = entry.get("input_size")
         if input_size is not None and (not isinstance(input_size, int) or input_size < 8):
             raise ConfigError(f"models[{i}].input_size must be an integer >= 8, got {input_size!r}")
-        bad = [c for c in per_cat if c not in CATEGORIES]
-        if bad:
-            raise ConfigError(
-                f"unknown category {bad[0]!r} in models[{i}].init_args_per_category; "
-                f"allowed: {', '.join(CATEGORIES)}"
-            )
         models.append(
             ModelSpec(
                 name=str(entry["name"]),
@@ -209,15 +217,15 @@ def parse_config(data: Any, *, base_dir: Path | None = None, source: str = "") -
                 if build.get(key):
                     build[key] = str(_resolve(build[key], base))
         root = _resolve(entry["root"], base) if entry.get("root") else None
-        datasets.append(DatasetSpec(name=str(entry["name"]), root=root, build=build))
+        cats = _categories(entry.get("categories"), f"datasets[{i}].categories")
+        datasets.append(
+            DatasetSpec(name=str(entry["name"]), root=root, build=build, categories=cats)
+        )
     dnames = [d.name for d in datasets]
     if len(set(dnames)) != len(dnames):
         raise ConfigError(f"dataset names must be unique, got {dnames}")
 
-    categories = list(data.get("categories") or CATEGORIES)
-    bad = [c for c in categories if c not in CATEGORIES]
-    if bad:
-        raise ConfigError(f"unknown category {bad[0]!r}; allowed: {', '.join(CATEGORIES)}")
+    categories = _categories(data.get("categories"), "categories")
     seeds = data.get("seeds", [0])
     if isinstance(seeds, int):
         seeds = [seeds]

@@ -174,6 +174,22 @@ def _find_mask(folder: Path, image: Path) -> Path | None:
     return None
 
 
+def discover_categories(root: Path) -> list[str]:
+    """Defect categories of a Folder-layout dataset: the folders under ``test/`` except ``good``
+    (synthetic_btad datasets: in their summary's order)."""
+    import synthetic_btad
+
+    if synthetic_btad.is_dataset(root):
+        return list(synthetic_btad.load_summary(root).categories)
+    test = root / "test"
+    if not test.is_dir():
+        raise ConfigError(f"{root}: no test/ folder (expected test/good and test/<category>/)")
+    names = sorted(p.name for p in test.iterdir() if p.is_dir() and p.name != "good")
+    if not names:
+        raise ConfigError(f"{test}: no defect category folders (test/<category>/ besides good)")
+    return names
+
+
 def prepare_dataset(
     spec: DatasetSpec, cfg: BenchmarkConfig, log: Callable[[str], None]
 ) -> DatasetInfo:
@@ -198,12 +214,12 @@ def prepare_dataset(
     calibration = train[len(train) - n_cal :] if n_cal else []
     train = train[: len(train) - n_cal]
     info = DatasetInfo(spec.name, root, train, calibration, _images(root / "test" / "good"), {}, {})
-    for cat in cfg.categories:
+    for cat in spec.categories or cfg.categories or discover_categories(root):
         images = _images(root / "test" / cat)
         if not images:
             raise ConfigError(
-                f"dataset {spec.name!r}: category {cat!r} is empty or missing "
-                f"({root / 'test' / cat}); remove it from 'categories'"
+                f"dataset {spec.name!r}: category {cat!r} has no images in "
+                f"{root / 'test' / cat}; remove it from 'categories' or add images"
             )
         info.categories[cat] = images
         mask_dir = root / "ground_truth" / cat
@@ -220,6 +236,18 @@ def prepare_dataset(
     if not info.normal_test:
         info.notes.append(f"{spec.name}: no test/good images; image AUROC is not defined")
     return info
+
+
+def check_per_category(models: list[ModelSpec], datasets: list[DatasetInfo]) -> None:
+    """``init_args_per_category`` may only name categories that some dataset has."""
+    known = {c for d in datasets for c in d.categories}
+    for spec in models:
+        unknown = [c for c in spec.init_args_per_category if c not in known]
+        if unknown:
+            raise ConfigError(
+                f"model {spec.name!r}: init_args_per_category names {unknown[0]!r}, which no "
+                f"dataset has; categories: {', '.join(sorted(known))}"
+            )
 
 
 class _ImageList:
@@ -450,6 +478,7 @@ def run_benchmark(cfg: BenchmarkConfig, console: Any = None) -> RunResult:
     _quiet_lightning()
     classes = {m.name: check_model_spec(m) for m in cfg.models}
     datasets = [prepare_dataset(d, cfg, log) for d in cfg.datasets]
+    check_per_category(cfg.models, datasets)
     notes = [n for m in cfg.models for n in m.notes] + [n for d in datasets for n in d.notes]
     for note in notes:
         console.print(f"[yellow]note:[/] {note}")
@@ -461,7 +490,7 @@ def run_benchmark(cfg: BenchmarkConfig, console: Any = None) -> RunResult:
 
     rows: list[dict[str, Any]] = []
     qualitative: dict[str, dict[str, list[dict[str, Any]]]] = {}
-    n_steps = len(cfg.models) * len(datasets) * len(cfg.seeds) * (2 + len(cfg.categories))
+    n_steps = sum(len(cfg.models) * len(cfg.seeds) * (2 + len(d.categories)) for d in datasets)
     with Progress(
         TextColumn("{task.description}"),
         BarColumn(),
@@ -517,7 +546,7 @@ def run_benchmark(cfg: BenchmarkConfig, console: Any = None) -> RunResult:
                     bs, keep = cfg.eval_batch_size, cfg.qualitative_images
                     score_size = cfg.image_size if spec.input_size else None
                     normals = [(data.normal_test, None, 0), (data.calibration, None, 0)]
-                    shared = [c for c in cfg.categories if not spec.init_args_per_category.get(c)]
+                    shared = [c for c in data.categories if not spec.init_args_per_category.get(c)]
                     results = _predict_groups(
                         engine,
                         model,
@@ -531,7 +560,7 @@ def run_benchmark(cfg: BenchmarkConfig, console: Any = None) -> RunResult:
                         c: (normal, calib, r) for c, r in zip(shared, results[2:], strict=True)
                     }
                     progress.advance(task)
-                    for cat in cfg.categories:
+                    for cat in data.categories:
                         progress.update(task, description=f"test {cat} {tag}")
                         overrides = spec.init_args_per_category.get(cat, {})
                         masks = data.masks[cat]
