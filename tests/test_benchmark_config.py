@@ -40,7 +40,7 @@ def test_valid_config(tmp_path: Path) -> None:
         (lambda c: c.update(categories="crack"), "must be a non-empty list of folder names"),
         (lambda c: c["models"][0].update(input_size=4), "models[0].input_size must be"),
         (lambda c: c.pop("models"), "missing required key 'models'"),
-        (lambda c: c["datasets"][0].pop("build"), "needs 'root' or 'build'"),
+        (lambda c: c["datasets"][0].pop("build"), "needs 'root', 'build' or 'datamodule'"),
         (lambda c: c["models"].append({"name": "rgi"}), "model names must be unique"),
         (lambda c: c["models"][0].update(fit_from="rgi"), "fit_from 'rgi' must name an earlier"),
     ],
@@ -102,7 +102,7 @@ def test_cli_missing_config(capsys: pytest.CaptureFixture) -> None:
 def test_empty_category_and_missing_masks(tmp_path: Path, folder_dataset_factory) -> None:
     make_folder_dataset = folder_dataset_factory
     from rgi_anomalib.benchmark.config import parse_config as parse
-    from rgi_anomalib.benchmark.runner import prepare_dataset
+    from rgi_anomalib.benchmark.data import prepare_dataset
 
     root = make_folder_dataset(tmp_path / "data", n_train=6, n_test=2, n_good=1)
     (root / "test" / "crack").mkdir()
@@ -174,7 +174,7 @@ def test_missing_texture_folder_is_a_note_and_perlin(tmp_path: Path) -> None:
 def test_categories_are_discovered_and_named_as_on_disk(
     tmp_path: Path, folder_dataset_factory
 ) -> None:
-    from rgi_anomalib.benchmark.runner import discover_categories, prepare_dataset
+    from rgi_anomalib.benchmark.data import discover_categories, prepare_dataset
 
     root = folder_dataset_factory(tmp_path / "data", n_train=6, n_test=2, n_good=1)
     for name in ("Scratch on edge", "bent_lead"):  # any folder name is a category
@@ -192,7 +192,7 @@ def test_categories_are_discovered_and_named_as_on_disk(
     data["datasets"][0]["categories"] = ["defect"]
     cfg = parse_config(data)
     assert list(prepare_dataset(cfg.datasets[0], cfg, print).categories) == ["defect"]
-    from rgi_anomalib.benchmark.runner import check_per_category
+    from rgi_anomalib.benchmark.data import check_per_category
 
     cfg.models[0].init_args_per_category = {"dent": {"lam": 0.1}}
     with pytest.raises(ConfigError, match="names 'dent', which no dataset has"):

@@ -166,8 +166,12 @@ def main(argv: Sequence[str] | None = None) -> int:
 
             for spec in cfg.models:  # fail before touching the run directory
                 check_model_spec(spec)
+            from .data import from_datamodule
+
             for data in cfg.datasets:
-                if data.build is None and not (data.root and data.root.is_dir()):
+                if data.datamodule is not None:
+                    from_datamodule(data, cfg)  # a datamodule that cannot be built fails here
+                elif data.build is None and not (data.root and data.root.is_dir()):
                     raise ConfigError(
                         f"dataset {data.name!r}: root {data.root} does not exist "
                         "(give an existing dataset or a 'build' section)"

@@ -46,6 +46,11 @@ DATASET_KEYS = {
     "root": "existing synthetic_btad / Folder-layout dataset (built there when 'build' is set)",
     "build": "synthetic_btad.build_dataset arguments; built in <run_dir>/datasets/<name>",
     "categories": "this dataset's defect categories (default: the config's, else discovered)",
+    "datamodule": "an anomalib datamodule {class_path, init_args} (MVTecAD, BTech, Visa, Folder, "
+    "SyntheticBTAD or a dotted path) whose train/test samples the harness uses",
+    "rename_categories": "{folder name: category name} for a datamodule's defect folders",
+    "square": "how a non-square image meets a square model: 'resize' (default) or 'pad' (to a "
+    "square with edge pixels; maps are cropped back before scoring)",
 }
 BUILD_KEYS = {
     "size": "image side",
@@ -84,6 +89,9 @@ class DatasetSpec:
     root: Path | None = None
     build: dict[str, Any] | None = None
     categories: list[str] | None = None  # None: the config's, else discovered
+    datamodule: dict[str, Any] | None = None
+    rename_categories: dict[str, str] = field(default_factory=dict)
+    square: str = "resize"
 
 
 @dataclass
@@ -207,8 +215,33 @@ def parse_config(data: Any, *, base_dir: Path | None = None, source: str = "") -
         _check_keys(entry, DATASET_KEYS, f"datasets[{i}]")
         if "name" not in entry:
             raise ConfigError(f"datasets[{i}] needs a 'name'")
-        if "root" not in entry and "build" not in entry:
-            raise ConfigError(f"datasets[{i}] ({entry['name']}) needs 'root' or 'build'")
+        sources = [k for k in ("root", "build", "datamodule") if k in entry]
+        if not sources:
+            raise ConfigError(
+                f"datasets[{i}] ({entry['name']}) needs 'root', 'build' or 'datamodule'"
+            )
+        if "datamodule" in entry and len(sources) > 1:
+            raise ConfigError(
+                f"datasets[{i}] ({entry['name']}): 'datamodule' cannot be combined with "
+                f"{next(k for k in sources if k != 'datamodule')!r}"
+            )
+        datamodule = entry.get("datamodule")
+        if datamodule is not None:
+            _check_keys(
+                datamodule, {"class_path": "", "init_args": ""}, f"datasets[{i}].datamodule"
+            )
+            if "class_path" not in datamodule:
+                raise ConfigError(f"datasets[{i}].datamodule needs a 'class_path'")
+            init = dict(datamodule.get("init_args") or {})
+            if init.get("root"):
+                init["root"] = str(_resolve(init["root"], base))
+            datamodule = {"class_path": str(datamodule["class_path"]), "init_args": init}
+        square = entry.get("square", "resize")
+        if square not in ("resize", "pad"):
+            raise ConfigError(f"datasets[{i}].square must be 'resize' or 'pad', got {square!r}")
+        rename = entry.get("rename_categories") or {}
+        if not isinstance(rename, dict):
+            raise ConfigError(f"datasets[{i}].rename_categories must map folder -> name")
         build = entry.get("build")
         if build is not None:
             _check_keys(build, BUILD_KEYS, f"datasets[{i}].build")
@@ -219,7 +252,15 @@ def parse_config(data: Any, *, base_dir: Path | None = None, source: str = "") -
         root = _resolve(entry["root"], base) if entry.get("root") else None
         cats = _categories(entry.get("categories"), f"datasets[{i}].categories")
         datasets.append(
-            DatasetSpec(name=str(entry["name"]), root=root, build=build, categories=cats)
+            DatasetSpec(
+                name=str(entry["name"]),
+                root=root,
+                build=build,
+                categories=cats,
+                datamodule=datamodule,
+                rename_categories={str(k): str(v) for k, v in rename.items()},
+                square=square,
+            )
         )
     dnames = [d.name for d in datasets]
     if len(set(dnames)) != len(dnames):

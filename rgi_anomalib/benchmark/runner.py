@@ -12,7 +12,6 @@ import math
 import os
 import shutil
 import time
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -20,10 +19,10 @@ from typing import Any
 import numpy as np
 
 from ..utils import silence_known_warnings
-from .config import BenchmarkConfig, ConfigError, DatasetSpec, ModelSpec
+from .config import BenchmarkConfig, ConfigError, ModelSpec
+from .data import IMAGE_EXTENSIONS, check_per_category, prepare_dataset
 from .metrics import category_metrics
 
-IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
 RGI_FAMILY = ("Rgi", "RRgi")
 DEFAULT_FORMS = {"Draem": "Perlin anomalies (no DTD)"}
 
@@ -148,116 +147,24 @@ def model_form(cls: type, spec: ModelSpec) -> str:
     return ", ".join(p for p in parts if p)
 
 
-# --- data ------------------------------------------------------------------------------------
-@dataclass
-class DatasetInfo:
-    name: str
-    root: Path
-    train: list[Path]
-    calibration: list[Path]
-    normal_test: list[Path]
-    categories: dict[str, list[Path]]
-    masks: dict[str, list[Path] | None]
-    notes: list[str] = field(default_factory=list)
-
-
-def _images(folder: Path) -> list[Path]:
-    if not folder.is_dir():
-        return []
-    return sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_EXTENSIONS)
-
-
-def _find_mask(folder: Path, image: Path) -> Path | None:
-    for cand in (folder / f"{image.stem}_mask.png", folder / f"{image.stem}.png"):
-        if cand.is_file():
-            return cand
-    return None
-
-
-def discover_categories(root: Path) -> list[str]:
-    """Defect categories of a Folder-layout dataset: the folders under ``test/`` except ``good``
-    (synthetic_btad datasets: in their summary's order)."""
-    import synthetic_btad
-
-    if synthetic_btad.is_dataset(root):
-        return list(synthetic_btad.load_summary(root).categories)
-    test = root / "test"
-    if not test.is_dir():
-        raise ConfigError(f"{root}: no test/ folder (expected test/good and test/<category>/)")
-    names = sorted(p.name for p in test.iterdir() if p.is_dir() and p.name != "good")
-    if not names:
-        raise ConfigError(f"{test}: no defect category folders (test/<category>/ besides good)")
-    return names
-
-
-def prepare_dataset(
-    spec: DatasetSpec, cfg: BenchmarkConfig, log: Callable[[str], None]
-) -> DatasetInfo:
-    root = cfg.dataset_root(spec)
-    if spec.build is not None:
-        import synthetic_btad
-
-        if not synthetic_btad.is_dataset(root):
-            log(f"building dataset {spec.name!r} in {root}")
-            synthetic_btad.build_dataset(root, **spec.build)
-    if not root.is_dir():
-        raise ConfigError(f"dataset {spec.name!r}: root {root} does not exist")
-    train = _images(root / "train" / "good")
-    if not train:
-        raise ConfigError(f"dataset {spec.name!r}: no training images in {root / 'train/good'}")
-    n_cal = max(0, cfg.calibration_images)
-    if n_cal >= len(train):
-        raise ConfigError(
-            f"dataset {spec.name!r}: calibration_images={n_cal} leaves no training images "
-            f"({len(train)} in train/good)"
-        )
-    calibration = train[len(train) - n_cal :] if n_cal else []
-    train = train[: len(train) - n_cal]
-    info = DatasetInfo(spec.name, root, train, calibration, _images(root / "test" / "good"), {}, {})
-    for cat in spec.categories or cfg.categories or discover_categories(root):
-        images = _images(root / "test" / cat)
-        if not images:
-            raise ConfigError(
-                f"dataset {spec.name!r}: category {cat!r} has no images in "
-                f"{root / 'test' / cat}; remove it from 'categories' or add images"
-            )
-        info.categories[cat] = images
-        mask_dir = root / "ground_truth" / cat
-        masks = [_find_mask(mask_dir, p) for p in images]
-        if any(m is None for m in masks):
-            missing = sum(m is None for m in masks)
-            info.masks[cat] = None
-            info.notes.append(
-                f"{spec.name}/{cat}: {missing} of {len(images)} images have no mask in {mask_dir}; "
-                "pixel metrics are impossible, only image metrics are reported"
-            )
-        else:
-            info.masks[cat] = masks  # type: ignore[assignment]
-    if not info.normal_test:
-        info.notes.append(f"{spec.name}: no test/good images; image AUROC is not defined")
-    return info
-
-
-def check_per_category(models: list[ModelSpec], datasets: list[DatasetInfo]) -> None:
-    """``init_args_per_category`` may only name categories that some dataset has."""
-    known = {c for d in datasets for c in d.categories}
-    for spec in models:
-        unknown = [c for c in spec.init_args_per_category if c not in known]
-        if unknown:
-            raise ConfigError(
-                f"model {spec.name!r}: init_args_per_category names {unknown[0]!r}, which no "
-                f"dataset has; categories: {', '.join(sorted(known))}"
-            )
-
-
 class _ImageList:
     """A map-style dataset of ImageItems (images in [0, 1], masks bool)."""
 
     def __init__(
-        self, images: list[Path], masks: list[Path | None] | None, label: int | list[int]
+        self,
+        images: list[Path],
+        masks: list[Path | None] | None,
+        label: int | list[int],
+        square: str = "resize",
+        size: int | None = None,
+        pad_shape: tuple[int, int] | None = None,
     ) -> None:
-        self.images, self.masks = images, masks
+        self.images, self.masks, self.square, self.size = images, masks, square, size
+        self.pad_shape = pad_shape
         self.labels = label if isinstance(label, list) else [label] * len(images)
+        # image path -> (top, left, height, width) of the original inside its padded square,
+        # as fractions of the side; filled as images are read (square="pad" only).
+        self.boxes: dict[str, tuple[float, float, float, float]] = {}
 
     def __len__(self) -> int:
         return len(self.images)
@@ -274,6 +181,8 @@ class _ImageList:
             mask = read_mask(mask_path, as_tensor=True).bool()
         else:
             mask = torch.zeros(image.shape[-2:], dtype=torch.bool)
+        if self.square == "pad":
+            image, mask = self._pad(str(path), image, mask)
         return ImageItem(
             image=image,
             gt_label=torch.tensor(self.labels[index]),
@@ -282,19 +191,58 @@ class _ImageList:
             mask_path=str(mask_path) if mask_path else None,
         )
 
+    def _pad(self, path: str, image: Any, mask: Any) -> tuple[Any, Any]:
+        """Pad to a square with replicated edge pixels (no artificial border for a model to
+        flag) and resize it to the model's size (images of different sizes then batch); the
+        mask is padded with normal pixels; the box is kept for cropping maps."""
+        import torch.nn.functional as F
+
+        if self.pad_shape is not None and tuple(image.shape[-2:]) != self.pad_shape:
+            # to the dataset's median shape first (KolektorSDD: heights 617-642, an aspect
+            # change of at most 4 %), so that every image has the same box
+            image = F.interpolate(image[None], size=self.pad_shape, mode="bilinear", antialias=True)
+            image = image[0].clamp(0, 1)
+            mask = F.interpolate(mask[None, None].float(), size=self.pad_shape)[0, 0].bool()
+        height, width = image.shape[-2:]
+        side = max(height, width)
+        top, left = (side - height) // 2, (side - width) // 2
+        pad = (left, side - width - left, top, side - height - top)
+        image = F.pad(image[None], pad, mode="replicate")[0]
+        mask = F.pad(mask[None].float(), pad)[0].bool()
+        self.boxes[path] = (top / side, left / side, height / side, width / side)
+        if self.size is not None and side != self.size:
+            image = F.interpolate(
+                image[None], size=(self.size, self.size), mode="bilinear", antialias=True
+            )[0].clamp(0, 1)
+            mask = F.interpolate(mask[None, None].float(), size=(self.size, self.size))[0, 0]
+            mask = mask.bool()
+        return image, mask
+
+
+def crop_to_box(array: np.ndarray, box: tuple[float, float, float, float]) -> np.ndarray:
+    """The part of a square map that covers the original (unpadded) image."""
+    size_h, size_w = array.shape[-2:]
+    top, left, height, width = box
+    y0, x0 = round(top * size_h), round(left * size_w)
+    y1, x1 = y0 + max(1, round(height * size_h)), x0 + max(1, round(width * size_w))
+    return array[..., y0:y1, x0:x1]
+
 
 def _loader(
     images: list[Path],
     masks: list[Path | None] | None,
-    label: int,
+    label: int | list[int],
     batch_size: int,
     shuffle: bool = False,
+    square: str = "resize",
+    size: int | None = None,
+    pad_shape: tuple[int, int] | None = None,
 ) -> Any:
     from anomalib.data import ImageBatch
     from torch.utils.data import DataLoader
 
     return DataLoader(
-        _ImageList(images, masks, label),
+        _ImageList(images, masks, label, square, size, pad_shape),
         batch_size=batch_size,
         shuffle=shuffle,
         collate_fn=ImageBatch.collate,
@@ -374,6 +322,9 @@ def _predict(
                 out.gts.append(g[0, 0].bool().numpy())
             else:
                 out.gts.append(gts[i].numpy() if gts is not None else np.zeros(amap.shape, bool))
+            box = loader.dataset.boxes.get(str(batch.image_path[i]))
+            if box is not None:  # padded to a square: score the original image's pixels only
+                out.maps[-1], out.gts[-1] = crop_to_box(amap, box), crop_to_box(out.gts[-1], box)
             out.scores.append(
                 float(scores.reshape(-1)[i]) if scores is not None else float(amap.max())
             )
@@ -392,13 +343,16 @@ def _predict_groups(
     batch_size: int,
     keep_restored: int,
     score_size: int | None = None,
+    square: str = "resize",
+    size: int | None = None,
+    pad_shape: tuple[int, int] | None = None,
 ) -> list[Predictions]:
     """One ``engine.predict`` call over several image lists (each call costs seconds of set-up);
     the wall time is shared evenly over the images."""
     images = [p for g in groups for p in g[0]]
     masks = [m for g in groups for m in (g[1] if g[1] is not None else [None] * len(g[0]))]
     labels = [g[2] for g in groups for _ in g[0]]
-    loader = _loader(images, masks, labels, batch_size)
+    loader = _loader(images, masks, labels, batch_size, square, size, pad_shape)
     allp = _predict(engine, model, loader, len(images), score_size)
     per_image = allp.seconds / max(len(images), 1)
     out, start = [], 0
@@ -526,7 +480,14 @@ def run_benchmark(cfg: BenchmarkConfig, console: Any = None) -> RunResult:
                         engine.fit(
                             model=model,
                             train_dataloaders=_loader(
-                                data.train, None, 0, cfg.train_batch_size, True
+                                data.train,
+                                None,
+                                0,
+                                cfg.train_batch_size,
+                                True,
+                                square=data.square,
+                                size=spec.input_size or cfg.image_size,
+                                pad_shape=data.pad_shape,
                             ),
                         )
                         fit_seconds = time.perf_counter() - start
@@ -545,6 +506,11 @@ def run_benchmark(cfg: BenchmarkConfig, console: Any = None) -> RunResult:
                     form = model_form(cls, spec)
                     bs, keep = cfg.eval_batch_size, cfg.qualitative_images
                     score_size = cfg.image_size if spec.input_size else None
+                    geometry = {
+                        "square": data.square,
+                        "size": spec.input_size or cfg.image_size,
+                        "pad_shape": data.pad_shape,
+                    }
                     normals = [(data.normal_test, None, 0), (data.calibration, None, 0)]
                     shared = [c for c in data.categories if not spec.init_args_per_category.get(c)]
                     results = _predict_groups(
@@ -554,6 +520,7 @@ def run_benchmark(cfg: BenchmarkConfig, console: Any = None) -> RunResult:
                         bs,
                         keep,
                         score_size,
+                        **geometry,
                     )
                     normal, calib = results[0], results[1]
                     by_cat = {
@@ -573,6 +540,7 @@ def run_benchmark(cfg: BenchmarkConfig, console: Any = None) -> RunResult:
                                 bs,
                                 keep,
                                 score_size,
+                                **geometry,
                             )
                             model.model.inversion = base_inversion
                         else:
