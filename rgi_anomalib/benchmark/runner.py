@@ -292,6 +292,7 @@ def _predict(
     out = Predictions()
     if len(loader.dataset) == 0:
         return out
+    boxes = getattr(loader.dataset, "boxes", {})  # filled while predicting (square="pad")
     start = time.perf_counter()
     batches = engine.predict(model=model, dataloaders=loader, return_predictions=True) or []
     out.seconds = time.perf_counter() - start
@@ -322,7 +323,7 @@ def _predict(
                 out.gts.append(g[0, 0].bool().numpy())
             else:
                 out.gts.append(gts[i].numpy() if gts is not None else np.zeros(amap.shape, bool))
-            box = loader.dataset.boxes.get(str(batch.image_path[i]))
+            box = boxes.get(str(batch.image_path[i]))
             if box is not None:  # padded to a square: score the original image's pixels only
                 out.maps[-1], out.gts[-1] = crop_to_box(amap, box), crop_to_box(out.gts[-1], box)
             out.scores.append(
