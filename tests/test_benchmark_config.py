@@ -120,7 +120,19 @@ def test_empty_category_and_missing_masks(tmp_path: Path, folder_dataset_factory
     assert len(info.train) == 4 and len(info.calibration) == 2
 
 
-@pytest.mark.parametrize("name", ["quick", "paper", "ci", "real_hazelnut", "real_hazelnut_lambda"])
+@pytest.mark.parametrize(
+    "name",
+    [
+        "quick",
+        "paper",
+        "ci",
+        "real_hazelnut",
+        "real_hazelnut_lambda",
+        "baselines",
+        "kolektorsdd",
+        "mvtec_real",
+    ],
+)
 def test_shipped_configs_parse(name: str) -> None:
     from rgi_anomalib.benchmark.config import load_config
     from rgi_anomalib.benchmark.runner import check_model_spec
