@@ -19,6 +19,8 @@ commands:
                 (e.g. rgi-anomalib train --model rgi --data anomalib.data.Folder ...)
   benchmark     compare methods on synthetic BTAD: --config FILE [--check BASELINE]
                 (rgi-anomalib benchmark --help)
+  inpaint       restore images with a fitted Rgi/RRgi/AnoGan checkpoint (mask-free, or with
+                --mask): --ckpt_path X --input IMG|DIR --output DIR (rgi-anomalib inpaint --help)
 """
 
 
@@ -33,6 +35,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         from rgi_anomalib.benchmark.cli import main as benchmark_main
 
         return benchmark_main(args[1:])
+    if args[0] == "inpaint":
+        from rgi_anomalib.inpaint import main as inpaint_main
+
+        return inpaint_main(args[1:])
 
     from anomalib.cli.cli import AnomalibCLI
 

@@ -46,6 +46,8 @@ ARCHITECTURE_KEYS = (
 # row (input | G(ẑ) | residual); the residual is amplified so that a small gap stays visible.
 GRID_IMAGES = 4
 RESIDUAL_GAIN = 4
+# Checkpoint entry naming the class that wrote it (Rgi, RRgi or AnoGan).
+CHECKPOINT_CLASS_KEY = "rgi_anomalib_model"
 GRID_NAME = f"validation_grid_input_restored_residual_x{RESIDUAL_GAIN}.png"
 
 
@@ -436,6 +438,11 @@ class GanInversionModule:
         )
 
     # --- checkpoints ---------------------------------------------------------------------------
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        # Which of Rgi / RRgi / AnoGan wrote it: `rgi-anomalib inpaint` loads the right class.
+        checkpoint[CHECKPOINT_CLASS_KEY] = self.__class__.__name__
+        super().on_save_checkpoint(checkpoint)
+
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         saved = checkpoint.get("hyper_parameters", {})
         mismatched = {

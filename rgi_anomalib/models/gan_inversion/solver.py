@@ -15,6 +15,9 @@ For images x (B×C×H×W in [-1, 1]) it minimises, independently per image,
   optimisation. Each image gets its own copy of θ (``torch.func.vmap`` over per-image weights), so
   nothing leaks from one test image to another and a batch solve equals B single solves.
 
+Masked inversion (the inpainting baselines of Yeh et al. 2017 and Pan et al. 2021): with
+``missing`` (B×1×H×W, 1 = pixel unknown) the data term ignores those pixels; G(ẑ) fills them.
+
 Per-image losses are summed over pixels (as the authors' code) and then over the batch: every
 variable belongs to one image and Adam is element-wise, so batching changes no result.
 """
@@ -188,6 +191,16 @@ class CandidatePool:
         return self.latents, self.images
 
 
+def hide_missing(
+    generated: torch.Tensor, images: torch.Tensor, missing: torch.Tensor | None
+) -> torch.Tensor:
+    """G(z) where pixels are known, the input where they are missing: a zero residual there, so
+    no data term sees the missing pixels (gradients flow through the known ones only)."""
+    if missing is None:
+        return generated
+    return generated * (1.0 - missing) + images * missing
+
+
 @torch.no_grad()
 def best_candidates(
     images: torch.Tensor,
@@ -195,11 +208,15 @@ def best_candidates(
     pool_images: torch.Tensor,
     config: InversionConfig,
     chunk: int = 64,
+    missing: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """For each image, the pool latent with the lowest data term (one batched pass per chunk)."""
+    hidden = None if missing is None else missing[:, None]
     scores = torch.cat(
         [
-            data_term(images[:, None], part[None], config)  # B×chunk
+            data_term(
+                images[:, None], hide_missing(part[None], images[:, None], hidden), config
+            )  # B×chunk
             for part in pool_images.split(chunk)
         ],
         dim=1,
@@ -214,6 +231,7 @@ def invert(
     discriminator: nn.Module | None = None,
     pool: CandidatePool | None = None,
     groups: int | None = None,
+    missing: torch.Tensor | None = None,
 ) -> InversionResult:
     """Solve the configured inversion for a batch of images; G and D are left untouched.
 
@@ -225,12 +243,24 @@ def invert(
     if images.ndim != 4:
         msg = f"images must be B×C×H×W, got shape {tuple(images.shape)}"
         raise ValueError(msg)
+    if missing is not None:
+        expected = (images.shape[0], 1, *images.shape[2:])
+        if tuple(missing.shape) != expected:
+            msg = f"missing must be B×1×H×W = {expected}, got shape {tuple(missing.shape)}"
+            raise ValueError(msg)
+        missing = missing.to(images.dtype)
     if groups is not None and (groups < 1 or images.shape[0] % groups):
         msg = f"groups={groups!r} must divide the batch of {images.shape[0]} images"
         raise ValueError(msg)
     with torch.inference_mode(False), torch.enable_grad():
         return _invert(
-            generator, images.clone(), config, discriminator, pool or CandidatePool(), groups
+            generator,
+            images.clone(),
+            config,
+            discriminator,
+            pool or CandidatePool(),
+            groups,
+            missing,
         )
 
 
@@ -241,6 +271,7 @@ def _invert(
     discriminator: nn.Module | None,
     pool: CandidatePool,
     groups: int | None = None,
+    missing: torch.Tensor | None = None,
 ) -> InversionResult:
     was_training = generator.training
     generator.eval()
@@ -258,8 +289,9 @@ def _invert(
                 f"but the input has shape {tuple(images.shape[1:])}"
             )
             raise ValueError(msg)
-        latent = best_candidates(images, pool_latents, pool_images, config).requires_grad_(True)
-        return _optimise(generator, images, latent, config, discriminator, groups)
+        latent = best_candidates(images, pool_latents, pool_images, config, missing=missing)
+        latent.requires_grad_(True)
+        return _optimise(generator, images, latent, config, discriminator, groups, missing)
     finally:
         for p in frozen:
             p.requires_grad_(True)
@@ -273,6 +305,7 @@ def _optimise(
     config: InversionConfig,
     discriminator: nn.Module | None,
     groups: int | None = None,
+    missing: torch.Tensor | None = None,
 ) -> InversionResult:
     batch, channels, height, width = images.shape
     mask = None
@@ -302,7 +335,7 @@ def _optimise(
                 optimisers.remove(mask_optimiser)
                 mask.requires_grad_(False)
         generated = _generate(generator, latent, weights)
-        per_image = data_term(images, generated, config, mask)
+        per_image = data_term(images, hide_missing(generated, images, missing), config, mask)
         if discriminator is not None and config.discriminator_weight > 0:
             per_image = per_image - config.discriminator_weight * discriminator(generated)
         total = per_image.sum()
@@ -323,10 +356,11 @@ def _optimise(
 
     with torch.no_grad():
         restored = _generate(generator, latent, weights)
+        seen = hide_missing(restored, images, missing)
         if config.uses_mask and mask is None:
-            residual_sq = _residual_sq(images, restored, config.mask_per_channel)
+            residual_sq = _residual_sq(images, seen, config.mask_per_channel)
             mask = closed_form_mask(residual_sq, config.lam)
-        loss = data_term(images, restored, config, mask)
+        loss = data_term(images, seen, config, mask)
     return InversionResult(
         latent=latent.detach(),
         restored=restored.detach(),

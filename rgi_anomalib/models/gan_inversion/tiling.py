@@ -80,6 +80,7 @@ def invert_tiled(
     pool: CandidatePool | None = None,
     chunk: int = 256,
     finetune_per: str = "tile",
+    missing: torch.Tensor | None = None,
 ) -> InversionResult:
     """Invert every tile (``chunk`` tiles per solve) and stitch restoration and mask back
     together; latents are B×tiles×d, losses summed per image. R-RGI fine-tunes one generator copy
@@ -88,10 +89,14 @@ def invert_tiled(
     stride = stride or default_stride(images.shape[-1], tile_size)
     tiler = Tiler(tile_size=tile_size, stride=stride)
     tiles = tiler.tile(images)  # image-major: the tiles of image 0, then of image 1, ...
+    missing_tiles = None if missing is None else tiler.tile(missing.to(images.dtype))
     pool = pool or CandidatePool()
     per_image = tiles.shape[0] // images.shape[0]
     if finetune_per == "image":
         chunk = per_image * max(1, chunk // per_image)  # whole images per solve
+    missing_parts = [None] * len(tiles.split(chunk))
+    if missing_tiles is not None:
+        missing_parts = list(missing_tiles.split(chunk))
     parts = [
         invert(
             generator,
@@ -100,8 +105,9 @@ def invert_tiled(
             discriminator,
             pool,
             groups=part.shape[0] // per_image if finetune_per == "image" else None,
+            missing=part_missing,
         )
-        for part in tiles.split(chunk)
+        for part, part_missing in zip(tiles.split(chunk), missing_parts, strict=True)
     ]
     batch = images.shape[0]
     restored = tiler.untile(torch.cat([p.restored for p in parts]))

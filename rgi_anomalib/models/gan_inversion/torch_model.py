@@ -40,7 +40,7 @@ class GanInversionModel(nn.Module):
         super().__init__()
         check_tiling(image_size, tile_size, tile_stride)
         check_finetune_per(tile_finetune)
-        self.image_size = image_size
+        self.image_size, self.channels = image_size, channels
         self.tile_size, self.tile_stride = tile_size, tile_stride
         self.tile_finetune = tile_finetune
         self.inversion = inversion
@@ -69,21 +69,29 @@ class GanInversionModel(nn.Module):
         for ema, live in zip(self.generator_ema.buffers(), self.generator.buffers(), strict=True):
             ema.copy_(live)
 
-    def invert(self, images: torch.Tensor) -> InversionResult:
-        """Run the configured solver on a batch of images in [-1, 1]."""
+    def invert(
+        self,
+        images: torch.Tensor,
+        missing: torch.Tensor | None = None,
+        inversion: InversionConfig | None = None,
+    ) -> InversionResult:
+        """Run the solver on a batch of images in [-1, 1]: the model's configuration, or
+        ``inversion``; ``missing`` (B×1×H×W, 1 = unknown pixel) makes it a masked inversion."""
         generator = self.generator_ema if self._compiled is None else self._compiled
-        discriminator = self.discriminator if self.inversion.discriminator_weight > 0 else None
+        config = inversion or self.inversion
+        discriminator = self.discriminator if config.discriminator_weight > 0 else None
         if self.tile_size is None:
-            return invert(generator, images, self.inversion, discriminator, self._pool)
+            return invert(generator, images, config, discriminator, self._pool, missing=missing)
         return invert_tiled(
             generator,
             images,
-            self.inversion,
+            config,
             self.tile_size,
             self.tile_stride,
             discriminator,
             self._pool,
             finetune_per=self.tile_finetune,
+            missing=missing,
         )
 
     def forward(self, images: torch.Tensor) -> InferenceBatch:
