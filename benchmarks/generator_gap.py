@@ -69,7 +69,7 @@ VARIANTS: dict[str, dict[str, dict[str, Any]]] = {
     "default": {},
     "iter200": {m: {"iterations": 200} for m in METHODS},
     "init4096": {m: {"init_candidates": 4096} for m in METHODS},
-    "ft60": {"rrgi": {"finetune_iterations": 60}},
+    "ft40": {"rrgi": {"finetune_iterations": 40}},
     "ft20_lr1e-3": {"rrgi": {"lr_finetune": 1e-3}},
     # One fine-tuned generator copy per image, shared by its tiles (default: one per tile).
     "ft_image": {"rrgi": {"tile_finetune": "image"}},
