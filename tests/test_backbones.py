@@ -97,3 +97,42 @@ def test_imagenet_classes_are_sensible_on_a_real_photo() -> None:
         top5 = backbones.load_lite_classifier(0)((x - 0.5) / 0.5).topk(5).indices[0].tolist()
     basket, hamper = 790, 588  # ImageNet-1k class indices
     assert basket in top5 or hamper in top5
+
+
+def test_local_weights_are_registered_loaded_strictly_and_labelled(tmp_path: Path) -> None:
+    """Other local weights (timm key names, e.g. torchvision's ResNet files) by path."""
+    from rgi_anomalib.benchmark.config import parse_config
+    from rgi_anomalib.benchmark.runner import check_model_spec, model_form
+
+    reference = timm.create_model("resnet18", pretrained=False)
+    path = tmp_path / "resnet18-local.pth"
+    torch.save(reference.state_dict(), path)
+    name = backbones.register_local_weights("resnet18", path)
+    assert name == "resnet18_local"
+    features = timm.create_model(name, pretrained=True, features_only=True, out_indices=(2, 3))
+    key = "layer3.0.conv1.weight"
+    assert torch.equal(features.state_dict()[key], reference.state_dict()[key])
+    other = tmp_path / "other.pth"
+    torch.save(reference.state_dict(), other)
+    with pytest.raises(ValueError, match="already registered"):
+        backbones.register_local_weights("resnet18", other)
+    with pytest.raises(FileNotFoundError, match="is not a file"):
+        backbones.register_local_weights("resnet34", tmp_path / "missing.pth")
+
+    cfg = parse_config(
+        {
+            "run_dir": str(tmp_path / "run"),
+            "datasets": [{"name": "d", "root": str(tmp_path)}],
+            "models": [
+                {
+                    "name": "patchcore",
+                    "backbone_weights": str(path),
+                    "init_args": {"backbone": "resnet18", "layers": ["layer2", "layer3"]},
+                }
+            ],
+        }
+    )
+    spec = cfg.models[0]
+    cls = check_model_spec(spec)
+    assert spec.init_args["backbone"] == "resnet18_local"
+    assert model_form(cls, spec) == "resnet18, weights resnet18-local.pth"

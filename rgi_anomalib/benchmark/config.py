@@ -38,6 +38,8 @@ MODEL_KEYS = {
     "mask_map": "anomaly map is a sparse mask, so also score the M̂ > 0 rule (auto for RGI)",
     "fit_from": "name of an earlier model whose fitted weights this one loads instead of "
     "training (same architecture), e.g. R-RGI and AnoGAN inverting RGI's generator",
+    "backbone_weights": "a local weights file for init_args.backbone (timm key names), e.g. "
+    "torchvision's wide_resnet50_2 .pth; registered as <backbone>_local and loaded strictly",
     "input_size": "resize images to this size for this model only (e.g. an ImageNet backbone "
     "on 32 px data); its maps are resized back to image_size for scoring",
 }
@@ -81,6 +83,7 @@ class ModelSpec:
     fit_from: str | None = None
     input_size: int | None = None
     notes: list[str] = field(default_factory=list)
+    backbone_weights: Path | None = None
 
 
 @dataclass
@@ -195,6 +198,9 @@ def parse_config(data: Any, *, base_dir: Path | None = None, source: str = "") -
                 fit_from=str(entry["fit_from"]) if entry.get("fit_from") else None,
                 input_size=input_size,
                 notes=notes,
+                backbone_weights=_resolve(entry["backbone_weights"], base)
+                if entry.get("backbone_weights")
+                else None,
             )
         )
     names = [m.name for m in models]

