@@ -10,8 +10,7 @@ masks are generated stand-ins. Stand-ins are labelled as such.
 Importing this package is cheap (numpy, Pillow); it never imports torch or the GAN models.
 """
 
-__version__ = "0.1.0"
-
+from synthetic_btad._version import __version__ as __version__
 from synthetic_btad.bases import BASE_SOURCES
 from synthetic_btad.build import (
     FORMAT,

@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 import PIL
 
-from synthetic_btad import __version__
+from synthetic_btad._version import __version__
 from synthetic_btad.bases import (
     BASE_SOURCES,
     ELPV_LABEL,
