@@ -8,8 +8,6 @@ from typing import Any
 
 import yaml
 
-CATEGORIES = ("crack", "irregular", "scratch", "mixed_large")  # synthetic_btad's, for reference
-
 TOP_KEYS = {
     "run_dir": "output directory (must not exist unless --overwrite)",
     "image_size": "model working resolution in pixels (maps and masks are scored at it)",
