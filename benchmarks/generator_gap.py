@@ -375,7 +375,8 @@ def _report(results: list[dict[str, Any]], command: str) -> str:
     for res in results:
         contrast = (res.get("contrast") or {}).get("median", float("nan"))
         lines += [
-            f"## {res['dataset']} {res['size']} px, recipe `{res['recipe']}`",
+            f"## {res['dataset']} {res['size']} px, recipe `{res['recipe']}`"
+            + (f" (run `{res['source']}`)" if res.get("source") else ""),
             "",
             f"Generator: `{json.dumps(res['arch'])}`; {res['train_images']} training images, "
             f"batch {res['batch']}, {res['threads']} threads; {res['n_normal']} normal test "
@@ -456,6 +457,13 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--work", type=Path, default=REPO / "runs" / "generator_gap")
     p.add_argument("--report", type=Path, default=None)
     p.add_argument(
+        "--report-from",
+        type=Path,
+        nargs="+",
+        default=[],
+        help="work directories whose results the report collects (default: --work)",
+    )
+    p.add_argument(
         "--variant",
         nargs="+",
         choices=tuple(VARIANTS),
@@ -483,12 +491,19 @@ def main(argv: list[str] | None = None) -> int:
     if args.report:
         from rgi_anomalib.utils import atomic_path
 
-        results = [json.loads(f.read_text()) for f in sorted(args.work.glob("*_*.json"))]
-        results = [r for r in results if "recipe" in r]
+        dirs = args.report_from or [args.work]
+        results = []
+        for folder in dirs:
+            for path in sorted(folder.glob("*_*.json")):
+                result = json.loads(path.read_text())
+                if "recipe" in result:
+                    result["source"] = folder.name if len(dirs) > 1 else ""
+                    results.append(result)
         command = "python benchmarks/generator_gap.py " + " ".join(argv)
         text = _report(results, command)
-        for timing_file in sorted(args.work.glob("timing_*.json")):
-            text += "\n" + "\n".join(_timing_report(json.loads(timing_file.read_text())))
+        for folder in dirs:
+            for timing_file in sorted(folder.glob("timing_*.json")):
+                text += "\n" + "\n".join(_timing_report(json.loads(timing_file.read_text())))
         with atomic_path(args.report) as tmp:
             tmp.write_text(text)
         print(f"wrote {args.report}")
