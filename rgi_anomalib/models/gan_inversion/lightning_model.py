@@ -12,7 +12,6 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 import torch
-import torch.nn.functional as F
 from anomalib import LearningType
 from anomalib.data import Batch
 from anomalib.models.components import AnomalibModule
@@ -25,6 +24,7 @@ from rgi_anomalib.utils import atomic_path
 
 from .anomaly_map import anomaly_map, image_score, to_grey
 from .gap import reconstruction_gap
+from .loss import discriminator_loss, generator_loss, r1_penalty
 from .networks import Backbone, check_image_size
 from .solver import InversionConfig, LatentInit, LrSchedule, MaskUpdate
 from .tiling import random_crops
@@ -272,20 +272,16 @@ class GanInversionModule:
         real = real.detach().requires_grad_(self.hparams.r1_gamma > 0)
         d_real = discriminator(real)
         d_fake = discriminator(generator(latent).detach())
-        if self.hparams.gan_loss == "hinge":
-            loss_d = F.relu(1 - d_real).mean() + F.relu(1 + d_fake).mean()
-        else:
-            loss_d = F.softplus(-d_real).mean() + F.softplus(d_fake).mean()
+        loss_d = discriminator_loss(d_real, d_fake, self.hparams.gan_loss)
         if self.hparams.r1_gamma > 0:
-            (grad,) = torch.autograd.grad(d_real.sum(), real, create_graph=True)
-            loss_d = loss_d + 0.5 * self.hparams.r1_gamma * grad.pow(2).sum(dim=(1, 2, 3)).mean()
+            loss_d = loss_d + r1_penalty(d_real, real, self.hparams.r1_gamma)
         opt_d.zero_grad(set_to_none=True)
         self.manual_backward(loss_d)
         opt_d.step()
 
         # Generator step.
         d_gen = discriminator(generator(torch.randn_like(latent)))
-        loss_g = -d_gen.mean() if self.hparams.gan_loss == "hinge" else F.softplus(-d_gen).mean()
+        loss_g = generator_loss(d_gen, self.hparams.gan_loss)
         opt_g.zero_grad(set_to_none=True)
         self.manual_backward(loss_g)
         opt_g.step()
