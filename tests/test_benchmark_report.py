@@ -140,3 +140,20 @@ def test_gap_columns_in_the_cost_table_csv_and_json(tmp_path: Path) -> None:
     assert {"gap_rmse", "gap_p99", "gap_rmse_defect"} <= set(csv_header)
     data = json.loads((tmp_path / "results.json").read_text())["rows"]
     assert data[0]["gap_rmse"] == 0.05 and data[2]["gap_rmse"] is None  # NaN -> null
+
+
+def test_prediction_loader_keeps_the_image_order(monkeypatch) -> None:
+    """_predict_groups splits the predictions by position: its loader must not shuffle."""
+    from torch.utils.data import SequentialSampler
+
+    from rgi_anomalib.benchmark import runner
+
+    seen = {}
+
+    def fake_predict(engine, model, loader, keep, score_size=None):
+        seen["sampler"] = loader.sampler
+        return runner.Predictions()
+
+    monkeypatch.setattr(runner, "_predict", fake_predict)
+    runner._predict_groups(None, None, [([], None, 0)], 4, 0, None, "resize", 32, None)
+    assert isinstance(seen["sampler"], SequentialSampler)

@@ -255,6 +255,7 @@ def _loader(
     label: int | list[int],
     batch_size: int,
     shuffle: bool = False,
+    *,
     square: str = "resize",
     size: int | None = None,
     pad_shape: tuple[int, int] | None = None,
@@ -374,7 +375,16 @@ def _predict_groups(
     images = [p for g in groups for p in g[0]]
     masks = [m for g in groups for m in (g[1] if g[1] is not None else [None] * len(g[0]))]
     labels = [g[2] for g in groups for _ in g[0]]
-    loader = _loader(images, masks, labels, batch_size, square, size, pad_shape)
+    loader = _loader(
+        images,
+        masks,
+        labels,
+        batch_size,
+        shuffle=False,
+        square=square,
+        size=size,
+        pad_shape=pad_shape,
+    )
     allp = _predict(engine, model, loader, len(images), score_size)
     per_image = allp.seconds / max(len(images), 1)
     out, start = [], 0
