@@ -27,7 +27,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
+from rgi_anomalib.utils import IMAGE_EXTENSIONS
+
 CLASSES = ("Rgi", "RRgi", "AnoGan")
 
 

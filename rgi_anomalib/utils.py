@@ -24,6 +24,8 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
         raise
 
 
+IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
+
 # Third-party warnings that every run of our commands triggers by design (deprecations inside
 # anomalib/timm/Lightning at import; a harness that trains without a validation loader on small
 # data in one CPU process). Only these are silenced; any other warning is still shown.

@@ -16,9 +16,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ..utils import IMAGE_EXTENSIONS
 from .config import BenchmarkConfig, ConfigError, DatasetSpec, ModelSpec
-
-IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
 
 
 @dataclass
@@ -62,6 +61,20 @@ def _find_mask(folder: Path, image: Path) -> Path | None:
     return None
 
 
+def split_calibration(
+    train: list[Path], n_calibration: int, name: str
+) -> tuple[list[Path], list[Path]]:
+    """The last ``n_calibration`` normal training images (name order) are held out to fit the
+    label-free threshold; the rest train."""
+    n_cal = max(0, n_calibration)
+    if n_cal >= len(train):
+        raise ConfigError(
+            f"dataset {name!r}: calibration_images={n_cal} leaves no training images "
+            f"({len(train)} normal training images)"
+        )
+    return train[: len(train) - n_cal], train[len(train) - n_cal :]
+
+
 def discover_categories(root: Path) -> list[str]:
     """Defect categories of a Folder-layout dataset: the folders under ``test/`` except ``good``
     (synthetic_btad datasets: in their summary's order)."""
@@ -97,14 +110,7 @@ def prepare_dataset(
     train = _images(root / "train" / "good")
     if not train:
         raise ConfigError(f"dataset {spec.name!r}: no training images in {root / 'train/good'}")
-    n_cal = max(0, cfg.calibration_images)
-    if n_cal >= len(train):
-        raise ConfigError(
-            f"dataset {spec.name!r}: calibration_images={n_cal} leaves no training images "
-            f"({len(train)} in train/good)"
-        )
-    calibration = train[len(train) - n_cal :] if n_cal else []
-    train = train[: len(train) - n_cal]
+    train, calibration = split_calibration(train, cfg.calibration_images, spec.name)
     info = DatasetInfo(spec.name, root, train, calibration, _images(root / "test" / "good"), {}, {})
     info.square = spec.square
     info.pad_shape = median_shape(train) if spec.square == "pad" else None
@@ -219,12 +225,7 @@ def from_datamodule(spec: DatasetSpec, cfg: BenchmarkConfig) -> DatasetInfo:
     train = sorted(Path(p) for p in train_samples.image_path[train_samples.label_index == 0])
     if not train:
         raise ConfigError(f"dataset {spec.name!r}: the datamodule has no normal training images")
-    n_cal = max(0, cfg.calibration_images)
-    if n_cal >= len(train):
-        raise ConfigError(
-            f"dataset {spec.name!r}: calibration_images={n_cal} leaves no training images "
-            f"({len(train)} normal training images)"
-        )
+    train, calibration = split_calibration(train, cfg.calibration_images, spec.name)
     test = datamodule.test_data.samples.sort_values("image_path")
     normal = [Path(p) for p in test.image_path[test.label_index == 0]]
     by_cat: dict[str, list[tuple[Path, Path | None]]] = {}
@@ -234,9 +235,7 @@ def from_datamodule(spec: DatasetSpec, cfg: BenchmarkConfig) -> DatasetInfo:
         cat = spec.rename_categories.get(Path(path).parent.name, Path(path).parent.name)
         by_cat.setdefault(cat, []).append((Path(path), _mask_or_none(mask)))
     root = Path(getattr(datamodule, "root", "") or ".")
-    info = DatasetInfo(
-        spec.name, root, train[: len(train) - n_cal], train[len(train) - n_cal :], normal, {}, {}
-    )
+    info = DatasetInfo(spec.name, root, train, calibration, normal, {}, {})
     info.square = spec.square
     info.pad_shape = median_shape(info.train) if spec.square == "pad" else None
     wanted = spec.categories or cfg.categories or list(by_cat)
