@@ -113,7 +113,8 @@ def run(name: str, args: argparse.Namespace) -> dict[str, Any]:
     from anomalib.models import Draem
 
     import synthetic_btad
-    from rgi_anomalib.benchmark.runner import _checkpoint_callbacks, _loader
+    from rgi_anomalib.benchmark.images import image_loader
+    from rgi_anomalib.benchmark.models import checkpoint_callbacks
 
     root = args.work / name
     if not synthetic_btad.is_dataset(root):
@@ -135,9 +136,11 @@ def run(name: str, args: argparse.Namespace) -> dict[str, Any]:
         max_epochs=max(args.epochs),
         enable_progress_bar=False,
         enable_model_summary=False,
-        callbacks=[*_checkpoint_callbacks(False), marks],
+        callbacks=[*checkpoint_callbacks(False), marks],
     )
-    engine.fit(model=model, train_dataloaders=_loader(data["train"], None, 0, 32, True))
+    engine.fit(
+        model=model, train_dataloaders=image_loader(data["train"], None, 0, 32, shuffle=True)
+    )
     n_textures = sum(1 for p in args.dtd_dir.rglob("*") if p.suffix.lower() in (".jpg", ".png"))
     return {"dataset": name, "textures": n_textures, "points": marks.points}
 

@@ -246,7 +246,7 @@ def run_recipe(args: argparse.Namespace, recipe: str) -> dict[str, Any]:
     from anomalib.engine import Engine
 
     import synthetic_btad
-    from rgi_anomalib.benchmark.runner import _loader
+    from rgi_anomalib.benchmark.images import image_loader
     from rgi_anomalib.models import Rgi
     from rgi_anomalib.utils import atomic_path
 
@@ -272,7 +272,9 @@ def run_recipe(args: argparse.Namespace, recipe: str) -> dict[str, Any]:
         enable_model_summary=False,
         callbacks=[curve],
     )
-    engine.fit(model=model, train_dataloaders=_loader(train, None, 0, args.batch, True))
+    engine.fit(
+        model=model, train_dataloaders=image_loader(train, None, 0, args.batch, shuffle=True)
+    )
     if curve.grid is not None:
         from torchvision.utils import save_image
 

@@ -92,7 +92,7 @@ def _fit(args: argparse.Namespace, train: list[Path]) -> Path:
     from anomalib.engine import Engine
     from lightning.pytorch import seed_everything
 
-    from rgi_anomalib.benchmark.runner import _loader
+    from rgi_anomalib.benchmark.images import image_loader
     from rgi_anomalib.models import Rgi
 
     ckpt = args.work / f"rgi_{args.data}{args.size}_e{args.epochs}.ckpt"
@@ -108,7 +108,7 @@ def _fit(args: argparse.Namespace, train: list[Path]) -> Path:
         limit_val_batches=0,
         enable_progress_bar=False,
     )
-    engine.fit(model=model, train_dataloaders=_loader(train, None, 0, 32, True))
+    engine.fit(model=model, train_dataloaders=image_loader(train, None, 0, 32, shuffle=True))
     engine.trainer.save_checkpoint(ckpt)
     return ckpt
 

@@ -167,8 +167,8 @@ def method_config(cls, **over) -> InversionConfig:
     return dataclasses.replace(cls(image_size=32).inversion, **over)
 
 
-PAPER_RGI = InversionConfig(objective="rgi", lam=0.4, iterations=2000, mask_update="adam")
-PAPER_RRGI = dataclasses.replace(PAPER_RGI, lam=0.12, finetune_iterations=1500, lr_generator=1e-5)
+PAPER_RGI = InversionConfig.paper("rgi")
+PAPER_RRGI = InversionConfig.paper("rrgi")
 
 
 def variants(batch: int, with_paper_rrgi: bool = True) -> list[tuple[str, InversionConfig, int]]:

@@ -102,7 +102,7 @@ def test_imagenet_classes_are_sensible_on_a_real_photo() -> None:
 def test_local_weights_are_registered_loaded_strictly_and_labelled(tmp_path: Path) -> None:
     """Other local weights (timm key names, e.g. torchvision's ResNet files) by path."""
     from rgi_anomalib.benchmark.config import parse_config
-    from rgi_anomalib.benchmark.runner import check_model_spec, model_form
+    from rgi_anomalib.benchmark.models import check_model_spec, model_form
 
     reference = timm.create_model("resnet18", pretrained=False)
     path = tmp_path / "resnet18-local.pth"

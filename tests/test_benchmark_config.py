@@ -135,7 +135,7 @@ def test_empty_category_and_missing_masks(tmp_path: Path, folder_dataset_factory
 )
 def test_shipped_configs_parse(name: str) -> None:
     from rgi_anomalib.benchmark.config import load_config
-    from rgi_anomalib.benchmark.runner import check_model_spec
+    from rgi_anomalib.benchmark.models import check_model_spec
 
     cfg = load_config(REPO / "configs" / "benchmark" / f"{name}.yaml")
     for spec in cfg.models:
@@ -167,7 +167,7 @@ def test_cli_unknown_dataset_root(tmp_path: Path, capsys: pytest.CaptureFixture)
 
 
 def test_missing_texture_folder_is_a_note_and_perlin(tmp_path: Path) -> None:
-    from rgi_anomalib.benchmark.runner import check_model_spec, model_form
+    from rgi_anomalib.benchmark.models import check_model_spec, model_form
 
     cfg = _base(tmp_path)
     cfg["models"].append({"name": "draem", "init_args": {"dtd_dir": "no/such"}})

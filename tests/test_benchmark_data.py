@@ -12,7 +12,7 @@ from PIL import Image
 
 from rgi_anomalib.benchmark.config import ConfigError, parse_config
 from rgi_anomalib.benchmark.data import from_datamodule, resolve_datamodule_class
-from rgi_anomalib.benchmark.runner import _ImageList, crop_to_box
+from rgi_anomalib.benchmark.images import Geometry, ImageListDataset, crop_to_box
 
 SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 
@@ -94,7 +94,9 @@ def test_pad_to_square_keeps_the_aspect_and_crops_back(tmp_path: Path) -> None:
     mask[10:20, 4:8] = 255
     Image.fromarray(image).save(tmp_path / "tall.png")
     Image.fromarray(mask).save(tmp_path / "tall_mask.png")
-    items = _ImageList([tmp_path / "tall.png"], [tmp_path / "tall_mask.png"], 1, "pad", size=20)
+    items = ImageListDataset(
+        [tmp_path / "tall.png"], [tmp_path / "tall_mask.png"], 1, Geometry("pad", size=20)
+    )
     item = items[0]
     assert item.image.shape == (3, 20, 20) and item.gt_mask.shape == (20, 20)
     box = items.boxes[str(tmp_path / "tall.png")]

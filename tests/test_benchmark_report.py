@@ -13,8 +13,9 @@ import pytest
 import torch
 from PIL import Image
 
+from rgi_anomalib.benchmark.predict import gap_columns
+from rgi_anomalib.benchmark.predict import predict as _predict
 from rgi_anomalib.benchmark.report import dataset_tables, markdown_table, write_outputs
-from rgi_anomalib.benchmark.runner import _predict, gap_columns
 
 
 def _row(model: str, cat: str, dice: float, form: str = "") -> dict:
@@ -143,17 +144,18 @@ def test_gap_columns_in_the_cost_table_csv_and_json(tmp_path: Path) -> None:
 
 
 def test_prediction_loader_keeps_the_image_order(monkeypatch) -> None:
-    """_predict_groups splits the predictions by position: its loader must not shuffle."""
+    """predict_groups splits the predictions by position: its loader must not shuffle."""
     from torch.utils.data import SequentialSampler
 
-    from rgi_anomalib.benchmark import runner
+    from rgi_anomalib.benchmark import predict as predict_module
+    from rgi_anomalib.benchmark.images import Geometry
 
     seen = {}
 
     def fake_predict(engine, model, loader, keep, score_size=None):
         seen["sampler"] = loader.sampler
-        return runner.Predictions()
+        return predict_module.Predictions()
 
-    monkeypatch.setattr(runner, "_predict", fake_predict)
-    runner._predict_groups(None, None, [([], None, 0)], 4, 0, None, "resize", 32, None)
+    monkeypatch.setattr(predict_module, "predict", fake_predict)
+    predict_module.predict_groups(None, None, [([], None, 0)], 4, 0, None, Geometry("resize", 32))
     assert isinstance(seen["sampler"], SequentialSampler)

@@ -10,7 +10,8 @@ import pytest
 import torch
 from PIL import Image
 
-from rgi_anomalib.benchmark import runner
+from rgi_anomalib.benchmark.images import image_loader
+from rgi_anomalib.benchmark.predict import gap_columns, predict
 from rgi_anomalib.models import Rgi
 from rgi_anomalib.models.gan_inversion.gap import reconstruction_gap
 from rgi_anomalib.models.gan_inversion.lightning_model import GRID_NAME
@@ -84,15 +85,15 @@ def test_fit_logs_the_gap_writes_the_grid_and_predict_carries_it(
 
     # Predict batches carry the per-image gap, which the benchmark runner reads.
     good = sorted((tiny_folder / "test/good").glob("*.png"))
-    pred = runner._predict(engine, model, runner._loader(good, None, 0, 3))
+    pred = predict(engine, model, image_loader(good, None, 0, 3))
     assert len(pred.gap_rmse) == len(pred.gap_p99) == len(good)
     assert all(0 < v < 1 for v in pred.gap_rmse + pred.gap_p99)
-    columns = runner.gap_columns(pred, pred)
+    columns = gap_columns(pred, pred)
     assert columns["gap_rmse"] == pytest.approx(sum(pred.gap_rmse) / len(good))
 
     # Validation without a normal image says so and logs no gap.
     caplog.clear()
     defects = sorted((tiny_folder / "test/defect").glob("*.png"))[:3]
-    (validated,) = engine.validate(model, dataloaders=runner._loader(defects, None, 1, 3))
+    (validated,) = engine.validate(model, dataloaders=image_loader(defects, None, 1, 3))
     assert "reconstruction_gap_rmse" not in validated
     assert "no normal validation images" in caplog.text

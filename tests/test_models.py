@@ -8,6 +8,7 @@ import pytest
 import torch
 
 from rgi_anomalib.models import AnoGan, Rgi, RRgi
+from rgi_anomalib.models.gan_inversion.solver import InversionConfig
 
 FAST = {
     "image_size": 32,
@@ -59,6 +60,13 @@ def test_defaults_are_fast_and_paper_configs_load_the_paper_protocol() -> None:
     )
     assert paper_rrgi.mask_update == "adam" and paper_rrgi.finetune_params == ()
     assert paper_anogan.objective == "l2"
+    # The configs name the preset; the protocol itself is defined once, next to the solver.
+    assert (paper_rgi, paper_rrgi, paper_anogan) == tuple(
+        InversionConfig.paper(m) for m in ("rgi", "rrgi", "anogan")
+    )
+    assert RRgi(image_size=32, preset="paper").inversion == paper_rrgi
+    with pytest.raises(ValueError, match="preset must be one of fast, paper"):
+        Rgi(image_size=32, preset="slow")
 
 
 @pytest.mark.parametrize(

