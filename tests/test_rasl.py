@@ -14,7 +14,8 @@ import torch
 from torch.nn import functional as F
 
 from rgi_anomalib.models.rasl import Rasl, RaslModel, rasl, rpca
-from rgi_anomalib.models.rasl.torch_model import cpu_threads, invert_theta, params_to_theta, warp
+from rgi_anomalib.models.rasl.decomposition import cpu_threads
+from rgi_anomalib.models.rasl.warps import invert_theta, params_to_theta, warp
 
 
 @pytest.fixture(autouse=True)

@@ -13,6 +13,7 @@ Example:
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from typing import Any
 
@@ -28,11 +29,14 @@ from lightning.pytorch.utilities.types import STEP_OUTPUT
 from torch import nn
 from torchvision.transforms.v2 import Resize
 
+from .params import RaslParams
 from .torch_model import RaslModel
 
 logger = logging.getLogger(__name__)
 
 __all__ = ["Rasl"]
+
+_DEFAULTS = RaslParams()  # the defaults, declared once (params.py)
 
 
 class Rasl(MemoryBankMixin, AnomalibModule):
@@ -73,30 +77,34 @@ class Rasl(MemoryBankMixin, AnomalibModule):
 
     def __init__(
         self,
-        working_size: int = 64,
-        n_reference: int = 32,
-        transform: str = "similarity",
-        lam: float | None = None,
-        lambda_scale: float = 1.0,
-        rank: int | None = None,
-        test_chunk: int | None = None,
-        align_references: bool = True,
-        grayscale: bool = False,
-        sigma: float = 1.0,
-        max_outer: int = 10,
-        max_inner: int = 300,
-        inner_tol: float = 1e-5,
-        svd: str = "gram",
-        precision: str = "float32",
-        num_threads: int | None = 1,
-        seed: int = 0,
+        working_size: int = 64,  # the default pre-processor's size (RaslModel's default: none)
+        n_reference: int = _DEFAULTS.n_reference,
+        transform: str = _DEFAULTS.transform,
+        lam: float | None = _DEFAULTS.lam,
+        lambda_scale: float = _DEFAULTS.lambda_scale,
+        rank: int | None = _DEFAULTS.rank,
+        test_chunk: int | None = _DEFAULTS.test_chunk,
+        align_references: bool = _DEFAULTS.align_references,
+        grayscale: bool = _DEFAULTS.grayscale,
+        sigma: float = _DEFAULTS.sigma,
+        max_outer: int = _DEFAULTS.max_outer,
+        max_inner: int = _DEFAULTS.max_inner,
+        inner_tol: float = _DEFAULTS.inner_tol,
+        svd: str = _DEFAULTS.svd,
+        precision: str = _DEFAULTS.precision,
+        num_threads: int | None = _DEFAULTS.num_threads,
+        seed: int = _DEFAULTS.seed,
         pre_processor: nn.Module | bool = True,
         post_processor: nn.Module | bool = True,
         evaluator: Evaluator | bool = True,
         visualizer: Visualizer | bool = True,
     ) -> None:
-        if isinstance(working_size, bool) or not isinstance(working_size, int) or working_size < 4:
-            msg = f"working_size must be an integer >= 4, got {working_size!r}."
+        # Flat arguments (anomalib's CLI and YAML see each one), gathered into the checked
+        # parameters dataclass (whose defaults the signature repeats by reference).
+        given = locals()
+        params = RaslParams(**{f.name: given[f.name] for f in dataclasses.fields(RaslParams)})
+        if working_size is None:
+            msg = "working_size must be an integer >= 4, got None."
             raise ValueError(msg)
         if pre_processor is True:
             # The base class would call configure_pre_processor() without our working size.
@@ -107,25 +115,7 @@ class Rasl(MemoryBankMixin, AnomalibModule):
             evaluator=evaluator,
             visualizer=visualizer,
         )
-        self.model: RaslModel = RaslModel(
-            transform=transform,
-            n_reference=n_reference,
-            working_size=working_size,
-            lam=lam,
-            lambda_scale=lambda_scale,
-            rank=rank,
-            test_chunk=test_chunk,
-            align_references=align_references,
-            grayscale=grayscale,
-            sigma=sigma,
-            max_outer=max_outer,
-            max_inner=max_inner,
-            inner_tol=inner_tol,
-            svd=svd,
-            precision=precision,
-            num_threads=num_threads,
-            seed=seed,
-        )
+        self.model: RaslModel = RaslModel(params)
         self._train_images: list[torch.Tensor] = []
         self._train_paths: list[str] = []
 
