@@ -12,17 +12,7 @@ Importing this package is cheap (numpy, Pillow); it never imports torch or the G
 
 from synthetic_btad._version import __version__ as __version__
 from synthetic_btad.bases import BASE_SOURCES
-from synthetic_btad.build import (
-    FORMAT,
-    MANIFEST_FILE,
-    SUMMARY_FILE,
-    Summary,
-    build_dataset,
-    defect_contrast,
-    derive_seed,
-    is_dataset,
-    load_summary,
-)
+from synthetic_btad.build import build_dataset
 from synthetic_btad.contrast import DefectContrast, rms_contrast
 from synthetic_btad.errors import (
     ImageReadError,
@@ -34,12 +24,15 @@ from synthetic_btad.errors import (
     SyntheticBTADError,
 )
 from synthetic_btad.fill import fill_defect, region_mean_colour
+from synthetic_btad.layout import FORMAT, MANIFEST_FILE, SUMMARY_FILE, derive_seed
 from synthetic_btad.masks import (
     CATEGORIES,
     DEFAULT_NAME_RULES,
     GroupingRules,
     load_mvtec_masks,
 )
+from synthetic_btad.params import BuildParams
+from synthetic_btad.summary import Summary, defect_contrast, is_dataset, load_summary
 
 __all__ = [
     "BASE_SOURCES",
@@ -48,6 +41,7 @@ __all__ = [
     "FORMAT",
     "MANIFEST_FILE",
     "SUMMARY_FILE",
+    "BuildParams",
     "DefectContrast",
     "GroupingRules",
     "ImageReadError",

@@ -7,12 +7,27 @@ import json
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 from synthetic_btad.bases import BASE_SOURCES
 from synthetic_btad.build import build_dataset
 from synthetic_btad.contrast import format_contrast
 from synthetic_btad.errors import SyntheticBTADError
 from synthetic_btad.masks import CATEGORIES, DEFAULT_NAME_RULES
+from synthetic_btad.params import FILLS, BuildParams
+
+
+def _option(parser: argparse.ArgumentParser, name: str, **kwargs: Any) -> None:
+    """``--name-with-dashes`` for the BuildParams field ``name``, with its help and default."""
+    default = BuildParams.default(name)
+    help_text = kwargs.pop("help", None) or BuildParams.describe()[name]
+    if default is not None and not isinstance(default, bool):
+        shown = " ".join(default) if isinstance(default, tuple) else default
+        help_text += f" (default {shown})"
+        if kwargs.get("action") != "store_true":
+            kwargs["default"] = list(default) if isinstance(default, tuple) else default
+    help_text = help_text.replace("%", "%%")
+    parser.add_argument("--" + name.replace("_", "-"), help=help_text, **kwargs)
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -24,73 +39,26 @@ def _parser() -> argparse.ArgumentParser:
             "stand-in."
         ),
     )
-    p.add_argument(
-        "--bases",
-        choices=BASE_SOURCES,
-        help=(
-            "defect-free base images: standin (generated, the default), btad (BTAD from "
-            "--btad-root, implied by it) or elpv (920 defect-free polycrystalline ELPV solar "
-            "cells, CC BY-NC-SA 4.0; needs `pip install elpv-dataset`)"
-        ),
-    )
-    p.add_argument("--btad-root", type=Path, help="BTAD root (<root>/03/train/ok/*.bmp)")
-    p.add_argument(
-        "--mvtec-root", type=Path, help="MVTec AD root (<root>/<cat>/ground_truth/<defect>/*.png)"
-    )
     p.add_argument("--out", type=Path, required=True, help="output directory")
-    p.add_argument("--size", type=int, default=128, help="image side in pixels (default 128)")
-    p.add_argument("--seed", type=int, default=0, help="master random seed (default 0)")
-    p.add_argument(
-        "--n-train",
-        type=int,
-        help="training images (default 900; 90%% of a BTAD pool under 1000; 820 for elpv)",
-    )
-    p.add_argument(
-        "--n-test-per-category",
-        type=int,
-        help="defect bases = test images per category (default 100; 10%% of a BTAD pool under "
-        "1000)",
-    )
-    p.add_argument(
-        "--categories",
-        nargs="+",
-        choices=CATEGORIES,
-        default=list(CATEGORIES),
-        help="defect categories to write (default: all four)",
-    )
+    # One option per BuildParams field: help and defaults come from there.
+    _option(p, "bases", choices=BASE_SOURCES)
+    _option(p, "btad_root", type=Path)
+    _option(p, "mvtec_root", type=Path)
+    _option(p, "size", type=int)
+    _option(p, "seed", type=int)
+    _option(p, "n_train", type=int)
+    _option(p, "n_test_per_category", type=int)
+    _option(p, "categories", nargs="+", choices=CATEGORIES)
     p.add_argument(
         "--no-test-good", action="store_true", help="do not write the clean bases to test/good"
     )
-    p.add_argument(
-        "--large-area-threshold",
-        type=int,
-        default=400,
-        help="masks above this area (at the reference size) are mixed_large (default 400)",
-    )
-    p.add_argument(
-        "--area-reference-size",
-        type=int,
-        default=128,
-        help="resolution at which the area rule is applied (default 128)",
-    )
-    p.add_argument(
-        "--grouping-rules",
-        type=Path,
-        help=(
-            "JSON file {category: [glob, ...]} of name rules, first match wins; default "
-            + json.dumps({k: list(v) for k, v in DEFAULT_NAME_RULES.items()}).replace("%", "%%")
-        ),
-    )
-    p.add_argument("--btad-product", default="03", help="BTAD product folder (default 03)")
-    p.add_argument(
-        "--btad-use-test-ok", action="store_true", help="also use <product>/test/ok as bases"
-    )
-    p.add_argument(
-        "--fill",
-        choices=("mean", "random"),
-        default="mean",
-        help="defect colour: the region's mean (the paper, default) or one random colour (loud)",
-    )
+    _option(p, "large_area_threshold", type=int)
+    _option(p, "area_reference_size", type=int)
+    rules = json.dumps({k: list(v) for k, v in DEFAULT_NAME_RULES.items()})
+    _option(p, "grouping_rules", type=Path, help=f"JSON file of name rules; default {rules}")
+    _option(p, "btad_product")
+    _option(p, "btad_use_test_ok", action="store_true")
+    _option(p, "fill", choices=FILLS)
     p.add_argument("--overwrite", action="store_true", help="replace an existing output dataset")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     return p
@@ -145,23 +113,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             bar.update(task, completed=done)
 
         try:
+            given = {k: getattr(args, k) for k in BuildParams.describe() if hasattr(args, k)}
+            given.update(include_test_good=not args.no_test_good, grouping_rules=rules)
+            given["categories"] = tuple(given["categories"])
             summary = build_dataset(
                 args.out,
-                bases=args.bases,
-                btad_root=args.btad_root,
-                mvtec_root=args.mvtec_root,
-                size=args.size,
-                seed=args.seed,
-                n_train=args.n_train,
-                n_test_per_category=args.n_test_per_category,
-                categories=args.categories,
-                include_test_good=not args.no_test_good,
-                grouping_rules=rules,
-                large_area_threshold=args.large_area_threshold,
-                area_reference_size=args.area_reference_size,
-                btad_product=args.btad_product,
-                btad_use_test_ok=args.btad_use_test_ok,
-                fill=args.fill,
+                BuildParams(**given),
                 overwrite=args.overwrite,
                 progress=progress,
                 notice=notice,

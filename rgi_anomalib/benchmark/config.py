@@ -8,6 +8,8 @@ from typing import Any
 
 import yaml
 
+from synthetic_btad import BuildParams
+
 TOP_KEYS = {
     "run_dir": "output directory (must not exist unless --overwrite)",
     "image_size": "model working resolution in pixels (maps and masks are scored at it)",
@@ -52,17 +54,8 @@ DATASET_KEYS = {
     "square": "how a non-square image meets a square model: 'resize' (default) or 'pad' (to a "
     "square with edge pixels; maps are cropped back before scoring)",
 }
-BUILD_KEYS = {
-    "size": "image side",
-    "seed": "dataset seed",
-    "n_train": "training images",
-    "n_test_per_category": "test images per category",
-    "bases": "base images: 'standin' (generated), 'btad' (needs btad_root) or 'elpv' (pip "
-    "elpv-dataset); default: btad when btad_root is set, else standin",
-    "btad_root": "BTAD root (None: generated stand-in bases)",
-    "mvtec_root": "MVTec AD root (None: generated stand-in masks)",
-    "fill": "defect colour: 'mean' (the paper's mean-colour fill, default) or 'random' (loud)",
-}
+# synthetic_btad.build_dataset parameters, with their help (one definition: BuildParams).
+BUILD_KEYS = BuildParams.describe()
 
 
 class ConfigError(ValueError):

@@ -4,19 +4,26 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
-from typing import Literal, get_args
+from typing import Literal
 
 from anomalib.data import Folder
 from anomalib.data.utils import TestSplitMode, ValSplitMode
 from torchvision.transforms.v2 import Transform
 
 import synthetic_btad
-from synthetic_btad import CATEGORIES, SUMMARY_FILE, build_dataset, is_dataset, load_summary
+from synthetic_btad import (
+    CATEGORIES,
+    SUMMARY_FILE,
+    BuildParams,
+    build_dataset,
+    is_dataset,
+    load_summary,
+)
 
 logger = logging.getLogger(__name__)
 
-Category = Literal["all", "crack", "irregular", "scratch", "mixed_large"]
-assert set(get_args(Category)) == {"all", *CATEGORIES}
+# Built from the one category list, so that anomalib's CLI rejects a wrong name at parse time.
+Category = Literal[("all", *CATEGORIES)]  # type: ignore[valid-type]
 
 
 class SyntheticBTAD(Folder):
@@ -30,7 +37,7 @@ class SyntheticBTAD(Folder):
 
     Args:
         root: Dataset directory.
-        category: ``"all"`` or one of ``crack``, ``irregular``, ``scratch``, ``mixed_large``.
+        category: ``"all"`` or one of ``synthetic_btad.CATEGORIES`` (checked here).
         btad_root: BTAD root for building (implies ``bases="btad"``).
         mvtec_root: MVTec AD root for building (None: generated stand-in masks).
         bases: Base images when building: ``"standin"`` (generated), ``"btad"`` (from
@@ -112,6 +119,19 @@ class SyntheticBTAD(Folder):
         self.build_if_missing = build_if_missing
         self.include_normal_test = include_normal_test
 
+    def build_params(self) -> BuildParams:
+        """What this datamodule builds when ``root`` holds no dataset (defaults: BuildParams)."""
+        return BuildParams(
+            bases=self.bases,
+            btad_root=self.btad_root,
+            mvtec_root=self.mvtec_root,
+            size=self.image_size or BuildParams.default("size"),
+            seed=self.seed,
+            n_train=self.n_train,
+            n_test_per_category=self.n_test_per_category,
+            fill=self.fill,
+        )
+
     def ensure_dataset(self) -> synthetic_btad.Summary:
         """Return the dataset's summary, building the dataset first if allowed and needed."""
         root = Path(self.root)
@@ -128,18 +148,7 @@ class SyntheticBTAD(Folder):
                 )
             logger.info("building the synthetic BTAD dataset in %s", root)
             try:
-                build_dataset(
-                    root,
-                    bases=self.bases,
-                    btad_root=self.btad_root,
-                    mvtec_root=self.mvtec_root,
-                    size=self.image_size or 128,
-                    seed=self.seed,
-                    n_train=self.n_train,
-                    n_test_per_category=self.n_test_per_category,
-                    fill=self.fill,
-                    notice=logger.warning,
-                )
+                build_dataset(root, self.build_params(), notice=logger.warning)
             except synthetic_btad.OutputExistsError:
                 if not is_dataset(root):  # another process finished the same build first
                     raise
