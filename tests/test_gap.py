@@ -14,7 +14,7 @@ from rgi_anomalib.benchmark.images import image_loader
 from rgi_anomalib.benchmark.predict import gap_columns, predict
 from rgi_anomalib.models import Rgi
 from rgi_anomalib.models.gan_inversion.gap import reconstruction_gap
-from rgi_anomalib.models.gan_inversion.lightning_model import GRID_NAME
+from rgi_anomalib.models.gan_inversion.gap_report import GRID_NAME
 
 FAST = {
     "image_size": 32,
@@ -25,7 +25,7 @@ FAST = {
     "sample_every_n_epochs": 0,
     "visualizer": False,
 }
-LOGGER = "rgi_anomalib.models.gan_inversion.lightning_model"
+LOGGER = "rgi_anomalib.models.gan_inversion.gap_report"
 
 
 def test_gap_is_zero_for_a_perfect_restoration() -> None:

@@ -8,7 +8,6 @@ synthetic_btad dataset built by the harness, or any Folder-layout root (``train/
 
 from __future__ import annotations
 
-import importlib
 import inspect
 import math
 from collections.abc import Callable
@@ -17,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from ..utils import IMAGE_EXTENSIONS
-from .config import BenchmarkConfig, ConfigError, DatasetSpec, ModelSpec
+from .config import BenchmarkConfig, ConfigError, DatasetSpec, ModelSpec, import_dotted
 
 
 @dataclass
@@ -155,11 +154,7 @@ def resolve_datamodule_class(class_path: str) -> type:
     from anomalib.data import AnomalibDataModule
 
     if "." in class_path:
-        module_name, _, attr = class_path.rpartition(".")
-        try:
-            cls = getattr(importlib.import_module(module_name), attr)
-        except (ImportError, AttributeError) as exc:
-            raise ConfigError(f"cannot import datamodule {class_path!r}: {exc}") from exc
+        cls = import_dotted(class_path, "datamodule")
     else:
         import anomalib.data
 

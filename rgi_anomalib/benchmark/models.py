@@ -7,14 +7,13 @@ itself (``BenchmarkHooks``); everything else is read from its ``__init__`` signa
 
 from __future__ import annotations
 
-import importlib
 import inspect
 from contextlib import AbstractContextManager, nullcontext
 from pathlib import Path
 from typing import Any, ClassVar, Protocol
 
 from ..utils import IMAGE_EXTENSIONS
-from .config import BenchmarkConfig, ConfigError, ModelSpec
+from .config import BenchmarkConfig, ConfigError, ModelSpec, import_dotted
 
 
 class BenchmarkHooks(Protocol):
@@ -37,11 +36,7 @@ def resolve_model_class(class_path: str) -> type:
     import rgi_anomalib.models  # noqa: F401 - registers Rgi, RRgi, AnoGan
 
     if "." in class_path:
-        module_name, _, attr = class_path.rpartition(".")
-        try:
-            cls = getattr(importlib.import_module(module_name), attr)
-        except (ImportError, AttributeError) as exc:
-            raise ConfigError(f"cannot import model class {class_path!r}: {exc}") from exc
+        cls = import_dotted(class_path, "model class")
     else:
         from anomalib.models import _get_model_class_by_name
 

@@ -8,7 +8,6 @@ through direct subclasses only; the shared behaviour lives in the ``GanInversion
 from __future__ import annotations
 
 import dataclasses
-import logging
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -21,18 +20,12 @@ from anomalib.models.components import AnomalibModule
 from anomalib.pre_processing import PreProcessor
 from lightning.pytorch.utilities.types import STEP_OUTPUT
 from torchvision.transforms.v2 import Compose, Normalize, Resize
-from torchvision.utils import make_grid, save_image
 
-from rgi_anomalib.utils import atomic_path
-
-from .anomaly_map import to_grey
-from .loss import discriminator_loss, generator_loss, r1_penalty
+from .gan_training import GanTrainingMixin
+from .gap_report import ReconstructionReportMixin
 from .networks import Backbone, check_image_size
 from .solver import InversionConfig, LatentInit, LrSchedule, MaskUpdate, Method
-from .tiling import random_crops
 from .torch_model import GanInversionModel, attach_restoration
-
-logger = logging.getLogger(__name__)
 
 PRESETS = ("fast", "paper")
 
@@ -55,16 +48,11 @@ ARCHITECTURE_KEYS = (
     "tile_size",
 )
 
-# Validation's reconstruction grid: up to this many normal and as many defect images, one per
-# row (input | G(ẑ) | residual); the residual is amplified so that a small gap stays visible.
-GRID_IMAGES = 4
-RESIDUAL_GAIN = 4
 # Checkpoint entry naming the class that wrote it (Rgi, RRgi or AnoGan).
 CHECKPOINT_CLASS_KEY = "rgi_anomalib_model"
-GRID_NAME = f"validation_grid_input_restored_residual_x{RESIDUAL_GAIN}.png"
 
 
-class GanInversionModule:
+class GanInversionModule(GanTrainingMixin, ReconstructionReportMixin):
     """Shared implementation of the GAN-inversion anomaly models (a mixin for AnomalibModule).
 
     Args:
@@ -285,73 +273,6 @@ class GanInversionModule:
         finally:
             self.model.inversion = base
 
-    # --- GAN training ------------------------------------------------------------------------
-    def configure_optimizers(self) -> list[torch.optim.Optimizer]:
-        betas = (0.5, 0.999)
-        lr = self.hparams.lr_gan
-        return [
-            torch.optim.Adam(self.model.generator.parameters(), lr=lr, betas=betas),
-            torch.optim.Adam(self.model.discriminator.parameters(), lr=lr, betas=betas),
-        ]
-
-    def training_step(self, batch: Batch, batch_idx: int) -> STEP_OUTPUT:
-        del batch_idx
-        opt_g, opt_d = self.optimizers()
-        generator, discriminator = self.model.generator, self.model.discriminator
-        real = batch.image
-        if self.hparams.tile_size is not None:  # a tile GAN learns random crops
-            real = random_crops(real, self.hparams.tile_size, self.hparams.crops_per_image)
-        latent = torch.randn(real.shape[0], generator.latent_dim, device=real.device)
-
-        # Discriminator step.
-        real = real.detach().requires_grad_(self.hparams.r1_gamma > 0)
-        d_real = discriminator(real)
-        d_fake = discriminator(generator(latent).detach())
-        loss_d = discriminator_loss(d_real, d_fake, self.hparams.gan_loss)
-        if self.hparams.r1_gamma > 0:
-            loss_d = loss_d + r1_penalty(d_real, real, self.hparams.r1_gamma)
-        opt_d.zero_grad(set_to_none=True)
-        self.manual_backward(loss_d)
-        opt_d.step()
-
-        # Generator step.
-        d_gen = discriminator(generator(torch.randn_like(latent)))
-        loss_g = generator_loss(d_gen, self.hparams.gan_loss)
-        opt_g.zero_grad(set_to_none=True)
-        self.manual_backward(loss_g)
-        opt_g.step()
-
-        # EMA with a warm-up, so that short CPU runs are not dominated by the random init.
-        step = self.global_step // 2
-        self.model.update_ema(min(self.hparams.ema_decay, (1 + step) / (10 + step)))
-        self.log_dict({"loss_d": loss_d.detach(), "loss_g": loss_g.detach()}, prog_bar=True)
-        return {"loss": loss_d.detach() + loss_g.detach()}
-
-    def on_train_epoch_end(self) -> None:
-        every = self.hparams.sample_every_n_epochs
-        last = self.current_epoch + 1 == self.trainer.max_epochs
-        if every and ((self.current_epoch + 1) % every == 0 or last):
-            self._save_samples()
-
-    def _output_dir(self) -> Path:
-        """Lightning's log dir, else its root dir. Call it on every rank: under DDP
-        ``trainer.log_dir`` is a broadcast, which hangs when only global zero asks."""
-        return Path(self.trainer.log_dir or self.trainer.default_root_dir)
-
-    def _save_samples(self) -> None:
-        root = self._output_dir()
-        if not self.trainer.is_global_zero:
-            return
-        with torch.no_grad():
-            images = self.model.generator_ema(self._sample_latents.to(self.device))
-        path = root / "gan_samples" / f"epoch_{self.current_epoch + 1:04d}.png"
-        path.parent.mkdir(parents=True, exist_ok=True)
-        with atomic_path(path) as tmp:
-            save_image(images * 0.5 + 0.5, tmp, nrow=4, format="png")
-        if self.logger is not None and hasattr(self.logger.experiment, "add_image"):
-            grid = torch.cat(list(images[:8] * 0.5 + 0.5), dim=-1)
-            self.logger.experiment.add_image("gan_samples", grid, self.current_epoch)
-
     # --- inversion at validation / test / predict ----------------------------------------------
     def _invert_step(self, batch: Batch) -> Batch:
         return attach_restoration(batch, self.model(batch.image))
@@ -370,93 +291,10 @@ class GanInversionModule:
         del args, kwargs
         return self._invert_step(batch)
 
-    # --- reconstruction gap at the end of fit (validation runs once, after the last epoch) -----
-    def _reset_validation_gap(self) -> None:
-        # Sums of per-image RMSE and p99 and the count of normal images, on this rank.
-        self._gap_totals = torch.zeros(3, device=self.device)
-        self._grid_pairs: dict[str, list[tuple[torch.Tensor, torch.Tensor]]] = {
-            "normal": [],
-            "defect": [],
-        }
-
-    def on_validation_epoch_start(self) -> None:
-        self._reset_validation_gap()
-
-    def _collect_validation_gap(self, batch: Batch) -> None:
-        """Add the gap of the batch's normal images; keep a few (input, G(ẑ)) pairs."""
-        if batch.gt_label is None:  # unlabelled: no image is known to be normal
-            return
-        normal = batch.gt_label.reshape(-1) == 0
-        rmse, p99 = batch.reconstruction_rmse[normal], batch.reconstruction_p99[normal]
-        sums = torch.stack([rmse.sum(), p99.sum(), normal.sum().float()])
-        self._gap_totals = self._gap_totals.to(sums.device) + sums
-        for i, is_normal in enumerate(normal.tolist()):
-            pairs = self._grid_pairs["normal" if is_normal else "defect"]
-            if len(pairs) < GRID_IMAGES:
-                image = (batch.image[i].detach() * 0.5 + 0.5).clamp(0, 1)
-                pairs.append((image.cpu(), batch.restored_image[i].detach().cpu()))
-
-    def on_validation_epoch_end(self) -> None:
-        # Sums, not means, are reduced: ranks may hold different numbers of normal images.
-        totals = self.trainer.strategy.reduce(self._gap_totals.clone(), reduce_op="sum")
-        root = self._output_dir()  # on every rank (a broadcast under DDP)
-        self._log_validation_gap(totals)
-        self._save_reconstruction_grid(root)
-
-    def _log_validation_gap(self, totals: torch.Tensor) -> None:
-        name = self.__class__.__name__
-        count = int(totals[2].item())
-        if count == 0:
-            if self.trainer.is_global_zero:
-                logger.info(
-                    "%s: no normal validation images (gt_label == 0); reconstruction gap not "
-                    "logged",
-                    name,
-                )
-            return
-        rmse, p99 = totals[0] / count, totals[1] / count
-        # Equal on every rank after the reduction; sync_dist keeps Lightning's DDP contract.
-        self.log("reconstruction_gap_rmse", rmse, sync_dist=True)
-        self.log("reconstruction_gap_p99", p99, sync_dist=True)
-        if self.trainer.is_global_zero:
-            logger.info(
-                "%s: reconstruction gap over %d normal validation images: RMSE %.4f, p99 %.4f "
-                "([0, 1] pixel units)",
-                name,
-                count,
-                rmse.item(),
-                p99.item(),
-            )
-
-    def _save_reconstruction_grid(self, root: Path) -> None:
-        """Rows: normal then defect images (this rank's first ones); columns: input | G(ẑ) |
-        |x − G(ẑ)| × RESIDUAL_GAIN (grey, clipped to 1)."""
-        pairs = self._grid_pairs["normal"] + self._grid_pairs["defect"]
-        if not self.trainer.is_global_zero or not pairs:
-            return
-        images = torch.stack([image for image, _ in pairs])
-        restored = torch.stack([restored for _, restored in pairs])
-        residual = (to_grey((images - restored).abs()) * RESIDUAL_GAIN).clamp(0, 1)
-        tiles = torch.stack([images, restored, residual.expand_as(images)], dim=1)
-        grid = make_grid(tiles.flatten(end_dim=1), nrow=3, padding=2, pad_value=1.0)
-        path = root / "reconstruction" / GRID_NAME
-        path.parent.mkdir(parents=True, exist_ok=True)
-        with atomic_path(path) as tmp:
-            save_image(grid, tmp, format="png")
-        if self.logger is not None and hasattr(self.logger.experiment, "add_image"):
-            self.logger.experiment.add_image(
-                f"reconstruction/{Path(GRID_NAME).stem}", grid, self.current_epoch
-            )
-        normal, defect = len(self._grid_pairs["normal"]), len(self._grid_pairs["defect"])
-        logger.info(
-            "%s: reconstruction grid (%d normal, then %d defect rows; input | G(ẑ) | "
-            "|x − G(ẑ)| × %d, grey, clipped): %s",
-            self.__class__.__name__,
-            normal,
-            defect,
-            RESIDUAL_GAIN,
-            path,
-        )
+    def _output_dir(self) -> Path:
+        """Lightning's log dir, else its root dir. Call it on every rank: under DDP
+        ``trainer.log_dir`` is a broadcast, which hangs when only global zero asks."""
+        return Path(self.trainer.log_dir or self.trainer.default_root_dir)
 
     # --- checkpoints ---------------------------------------------------------------------------
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:

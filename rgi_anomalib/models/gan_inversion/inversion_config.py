@@ -1,0 +1,98 @@
+"""The settings of one inversion solve, with the two presets (fast and paper) defined once."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Literal
+
+Objective = Literal["l2", "l1", "rgi"]
+MaskUpdate = Literal["adam", "closed_form"]
+LatentInit = Literal["normal", "uniform"]
+LrSchedule = Literal["constant", "cosine"]
+Method = Literal["rgi", "rrgi", "anogan"]  # the presets' names
+
+
+@dataclass(frozen=True)
+class InversionConfig:
+    """Hyper-parameters of one solve. Defaults are the paper's RGI protocol (Appendix G); the
+    Lightning models' defaults are the fast configuration (docs/fast_inversion.md)."""
+
+    objective: Objective = "rgi"
+    lam: float = 0.4
+    iterations: int = 2000
+    lr_latent: float = 0.1
+    lr_mask: float = 0.1
+    mask_update: MaskUpdate = "adam"
+    mask_per_channel: bool = False
+    discriminator_weight: float = 0.0
+    finetune_iterations: int = 0
+    lr_generator: float = 1e-5
+    freeze_mask_during_finetune: bool = False
+    init_candidates: int = 512
+    init_distribution: LatentInit = "normal"
+    early_stop_patience: int = 0
+    early_stop_tol: float = 1e-4
+    lr_schedule: LrSchedule = "constant"
+    finetune_params: tuple[str, ...] = ()
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        errors = []
+        if self.objective not in ("l2", "l1", "rgi"):
+            errors.append(f"objective must be 'l2', 'l1' or 'rgi', got {self.objective!r}")
+        if self.objective == "rgi" and not self.lam > 0:
+            errors.append(f"lam (the mask sparsity weight λ) must be > 0, got {self.lam!r}")
+        if not (isinstance(self.iterations, int) and self.iterations > 0):
+            errors.append(f"iterations must be a positive integer, got {self.iterations!r}")
+        elif not 0 <= self.finetune_iterations <= self.iterations:
+            errors.append(
+                f"finetune_iterations must be in [0, iterations={self.iterations}], "
+                f"got {self.finetune_iterations!r}"
+            )
+        for name in ("lr_latent", "lr_mask", "lr_generator"):
+            if not getattr(self, name) > 0:
+                errors.append(f"{name} must be > 0, got {getattr(self, name)!r}")
+        if self.mask_update not in ("adam", "closed_form"):
+            errors.append(f"mask_update must be 'adam' or 'closed_form', got {self.mask_update!r}")
+        if self.init_candidates < 1:
+            errors.append(f"init_candidates must be >= 1, got {self.init_candidates!r}")
+        if self.init_distribution not in ("normal", "uniform"):
+            errors.append(
+                f"init_distribution must be 'normal' or 'uniform', got {self.init_distribution!r}"
+            )
+        if self.lr_schedule not in ("constant", "cosine"):
+            errors.append(f"lr_schedule must be 'constant' or 'cosine', got {self.lr_schedule!r}")
+        if isinstance(self.finetune_params, str):
+            errors.append(
+                "finetune_params must be a tuple of parameter-name prefixes, "
+                f"got the string {self.finetune_params!r}"
+            )
+        if self.discriminator_weight < 0:
+            errors.append(f"discriminator_weight must be >= 0, got {self.discriminator_weight!r}")
+        if errors:
+            raise ValueError("; ".join(errors))
+
+    # --- presets: the one definition of each protocol ----------------------------------------
+    @classmethod
+    def paper(cls, method: Method, **changes: Any) -> InversionConfig:
+        """The paper's protocol (Appendix G): 2000 Adam iterations with M a free variable;
+        R-RGI fine-tunes all generator weights for the last 1500 (lr 1e-5) with λ 0.12."""
+        base = {"rgi": {}, "rrgi": _PAPER_RRGI, "anogan": {"objective": "l2"}}[method]
+        return cls(**{**base, **changes})
+
+    @classmethod
+    def fast(cls, method: Method, **changes: Any) -> InversionConfig:
+        """The models' defaults, measured against the paper protocol in BENCHMARKS.md
+        (docs/fast_inversion.md): 50 iterations, cosine learning rate; R-RGI fine-tunes for the
+        last 20 (lr 2e-4) with λ 0.12."""
+        base = {"rgi": {}, "rrgi": _FAST_RRGI, "anogan": {"objective": "l2"}}[method]
+        return cls(**{**_FAST, **base, **changes})
+
+    @property
+    def uses_mask(self) -> bool:
+        return self.objective == "rgi"
+
+
+_PAPER_RRGI: dict[str, Any] = {"lam": 0.12, "finetune_iterations": 1500, "lr_generator": 1e-5}
+_FAST: dict[str, Any] = {"iterations": 50, "lr_schedule": "cosine"}
+_FAST_RRGI: dict[str, Any] = {"lam": 0.12, "finetune_iterations": 20, "lr_generator": 2e-4}
