@@ -64,25 +64,23 @@ def _parser() -> argparse.ArgumentParser:
     return p
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    """Run the command; returns the exit status (0 ok, 2 bad input)."""
-    args = _parser().parse_args(argv)
-
-    def notice(msg: str) -> None:
-        print(f"notice: {msg}", file=sys.stderr)
-
-    rules = None
+def _read_rules(path: Path | None) -> dict | None:
+    if path is None:
+        return None
     try:
-        if args.grouping_rules is not None:
-            try:
-                rules = json.loads(args.grouping_rules.read_text(encoding="utf-8"))
-            except (OSError, json.JSONDecodeError) as exc:
-                raise SyntheticBTADError(
-                    f"cannot read grouping rules {args.grouping_rules}: {exc}"
-                ) from exc
-            if not isinstance(rules, dict):
-                raise SyntheticBTADError("grouping rules must be a JSON object {category: [glob]}")
+        rules = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError) as exc:
+        raise SyntheticBTADError(f"cannot read grouping rules {path}: {exc}") from exc
+    if not isinstance(rules, dict):
+        raise SyntheticBTADError("grouping rules must be a JSON object {category: [glob]}")
+    return rules
 
+
+class _Bar:
+    """A rich progress bar started on the first image, so that input errors print without an
+    empty bar; ``stop`` is safe when it never started."""
+
+    def __init__(self, disable: bool) -> None:
         from rich.console import Console
         from rich.progress import (
             BarColumn,
@@ -93,39 +91,51 @@ def main(argv: Sequence[str] | None = None) -> int:
             TimeRemainingColumn,
         )
 
-        bar = Progress(
+        self.bar = Progress(
             TextColumn("[bold]synthetic-btad"),
             BarColumn(),
             MofNCompleteColumn(),
             TimeElapsedColumn(),
             TimeRemainingColumn(),
             console=Console(stderr=True),
-            disable=args.no_progress,
+            disable=disable,
         )
-        task = None
+        self.task: Any = None
 
-        def progress(done: int, total: int) -> None:
-            # Started on the first image, so that input errors print without an empty bar.
-            nonlocal task
-            if task is None:
-                bar.start()
-                task = bar.add_task("writing", total=total)
-            bar.update(task, completed=done)
+    def __call__(self, done: int, total: int) -> None:
+        if self.task is None:
+            self.bar.start()
+            self.task = self.bar.add_task("writing", total=total)
+        self.bar.update(self.task, completed=done)
 
+    def stop(self) -> None:
+        if self.task is not None:
+            self.bar.stop()
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command; returns the exit status (0 ok, 2 bad input)."""
+    args = _parser().parse_args(argv)
+
+    def notice(msg: str) -> None:
+        print(f"notice: {msg}", file=sys.stderr)
+
+    try:
+        given = {k: getattr(args, k) for k in BuildParams.describe() if hasattr(args, k)}
+        given.update(include_test_good=not args.no_test_good)
+        given.update(grouping_rules=_read_rules(args.grouping_rules))
+        given["categories"] = tuple(given["categories"])
+        bar = _Bar(disable=args.no_progress)
         try:
-            given = {k: getattr(args, k) for k in BuildParams.describe() if hasattr(args, k)}
-            given.update(include_test_good=not args.no_test_good, grouping_rules=rules)
-            given["categories"] = tuple(given["categories"])
             summary = build_dataset(
                 args.out,
                 BuildParams(**given),
                 overwrite=args.overwrite,
-                progress=progress,
+                progress=bar,
                 notice=notice,
             )
         finally:
-            if task is not None:
-                bar.stop()
+            bar.stop()
     except (SyntheticBTADError, ValueError) as exc:
         print(f"synthetic-btad: error: {exc}", file=sys.stderr)
         return 2

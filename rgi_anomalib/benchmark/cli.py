@@ -11,6 +11,7 @@ import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 from .config import BenchmarkConfig, ConfigError, load_config
 
@@ -131,6 +132,61 @@ def _run(cfg: BenchmarkConfig) -> tuple[list[dict], str]:
     return result.rows, table
 
 
+def _make_baseline(args: argparse.Namespace, argv: list[str]) -> int:
+    from rgi_anomalib.utils import atomic_path
+
+    from .check import load_rows, make_baseline
+
+    if len(args.from_runs) < 1:
+        raise ConfigError("--make-baseline needs --from-runs RUN_DIR [RUN_DIR ...]")
+    runs = [load_rows(d) for d in args.from_runs]
+    meta = json.loads((Path(args.from_runs[0]) / "results.json").read_text())["meta"]
+    baseline = make_baseline(
+        runs,
+        labels=[str(d) for d in args.from_runs],
+        config=meta.get("config_source", ""),
+        command=" ".join(["rgi-anomalib benchmark", *argv]),
+    )
+    with atomic_path(args.make_baseline) as tmp:
+        tmp.write_text(json.dumps(baseline, indent=2) + "\n")
+    print(
+        f"wrote {args.make_baseline}: {len(baseline['entries'])} entries, "
+        f"largest spread of a guarded value {baseline['max_spread']:.4f}"
+    )
+    return 0
+
+
+def _check_sources(cfg: BenchmarkConfig) -> None:
+    """Fail on a bad model or dataset before touching the run directory."""
+    from .data import from_datamodule
+    from .models import check_model_spec
+
+    for spec in cfg.models:
+        check_model_spec(spec)
+    for data in cfg.datasets:
+        if data.datamodule is not None:
+            from_datamodule(data, cfg)  # a datamodule that cannot be built fails here
+        elif data.build is None and not (data.root and data.root.is_dir()):
+            raise ConfigError(
+                f"dataset {data.name!r}: root {data.root} does not exist "
+                "(give an existing dataset or a 'build' section)"
+            )
+
+
+def _run_config(args: argparse.Namespace) -> list[dict[str, Any]]:
+    set_malloc_mmap_threshold()  # before torch allocates: keeps PatchCore's memory low
+    cfg = load_config(args.config)
+    if args.run_dir:
+        cfg.run_dir = Path(args.run_dir)
+    if args.seeds:
+        cfg.seeds = list(args.seeds)
+    cfg.keep_checkpoints = cfg.keep_checkpoints or args.keep_checkpoints
+    _check_sources(cfg)
+    _prepare_run_dir(cfg.run_dir, args.overwrite)
+    rows, _ = _run(cfg)
+    return rows
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     args = _parser().parse_args(argv)
@@ -138,58 +194,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     # of waiting on a network. Set for this process only, not by the library.
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     try:
-        from .check import check, load_rows, make_baseline
+        from .check import check, load_rows
 
         if args.make_baseline:
-            if len(args.from_runs) < 1:
-                raise ConfigError("--make-baseline needs --from-runs RUN_DIR [RUN_DIR ...]")
-            runs = [load_rows(d) for d in args.from_runs]
-            meta = json.loads((Path(args.from_runs[0]) / "results.json").read_text())["meta"]
-            baseline = make_baseline(
-                runs,
-                labels=[str(d) for d in args.from_runs],
-                config=meta.get("config_source", ""),
-                command=" ".join(["rgi-anomalib benchmark", *argv]),
-            )
-            from rgi_anomalib.utils import atomic_path
-
-            with atomic_path(args.make_baseline) as tmp:
-                tmp.write_text(json.dumps(baseline, indent=2) + "\n")
-            print(
-                f"wrote {args.make_baseline}: {len(baseline['entries'])} entries, "
-                f"largest spread of a guarded value {baseline['max_spread']:.4f}"
-            )
-            return 0
+            return _make_baseline(args, argv)
         if args.results:
             if not args.check:
                 raise ConfigError("--results needs --check BASELINE")
             rows = load_rows(args.results)
+        elif not args.config:
+            raise ConfigError("--config FILE is required (or --check with --results)")
         else:
-            if not args.config:
-                raise ConfigError("--config FILE is required (or --check with --results)")
-            set_malloc_mmap_threshold()  # before torch allocates: keeps PatchCore's memory low
-            cfg = load_config(args.config)
-            if args.run_dir:
-                cfg.run_dir = Path(args.run_dir)
-            if args.seeds:
-                cfg.seeds = list(args.seeds)
-            cfg.keep_checkpoints = cfg.keep_checkpoints or args.keep_checkpoints
-            from .models import check_model_spec
-
-            for spec in cfg.models:  # fail before touching the run directory
-                check_model_spec(spec)
-            from .data import from_datamodule
-
-            for data in cfg.datasets:
-                if data.datamodule is not None:
-                    from_datamodule(data, cfg)  # a datamodule that cannot be built fails here
-                elif data.build is None and not (data.root and data.root.is_dir()):
-                    raise ConfigError(
-                        f"dataset {data.name!r}: root {data.root} does not exist "
-                        "(give an existing dataset or a 'build' section)"
-                    )
-            _prepare_run_dir(cfg.run_dir, args.overwrite)
-            rows, _ = _run(cfg)
+            rows = _run_config(args)
         if args.check:
             baseline_path = Path(args.check)
             if not baseline_path.is_file():

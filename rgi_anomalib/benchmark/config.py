@@ -150,62 +150,58 @@ def _resolve(path: str | Path, base: Path) -> Path:
     return path if path.is_absolute() else base / path
 
 
-def parse_config(data: Any, *, base_dir: Path | None = None, source: str = "") -> BenchmarkConfig:
-    """Validate a loaded YAML mapping. Relative paths are taken relative to ``base_dir``
-    (default: the current directory)."""
-    base = Path.cwd() if base_dir is None else base_dir
-    _check_keys(data, TOP_KEYS, "the benchmark config")
-    for key in ("run_dir", "datasets", "models"):
-        if key not in data:
-            raise ConfigError(f"missing required key {key!r} in the benchmark config")
+def _model_notes(i: int, entry: dict, init_args: dict, base: Path) -> tuple[dict, list[str]]:
+    """``init_args`` with ``dtd_dir`` resolved; a missing texture folder is a note, not fatal:
+    the quick demo names the DTD copy in ../shared, which a fresh machine may lack (the row's
+    form then says Perlin)."""
+    if not init_args.get("dtd_dir"):
+        return init_args, []
+    dtd = _resolve(init_args["dtd_dir"], base)
+    notes = []
+    if not dtd.is_dir():
+        notes.append(
+            f"models[{i}] ({entry['name']}): dtd_dir {dtd} is not a directory; it runs on "
+            "Perlin-noise anomalies only (point dtd_dir at a folder of DTD images)"
+        )
+    return {**init_args, "dtd_dir": str(dtd) if dtd.is_dir() else None}, notes
 
-    models_raw = data["models"]
+
+def _parse_model(i: int, entry: Any, base: Path) -> ModelSpec:
+    if isinstance(entry, str):
+        entry = {"name": entry}
+    _check_keys(entry, MODEL_KEYS, f"models[{i}]")
+    if "name" not in entry:
+        raise ConfigError(f"models[{i}] needs a 'name'")
+    init_args = entry.get("init_args") or {}
+    per_cat = entry.get("init_args_per_category") or {}
+    if not isinstance(init_args, dict):
+        raise ConfigError(f"models[{i}].init_args must be a mapping")
+    if not isinstance(per_cat, dict) or not all(isinstance(v, dict) for v in per_cat.values()):
+        raise ConfigError(f"models[{i}].init_args_per_category must map category -> mapping")
+    init_args, notes = _model_notes(i, entry, init_args, base)
+    input_size = entry.get("input_size")
+    if input_size is not None and (not isinstance(input_size, int) or input_size < 8):
+        raise ConfigError(f"models[{i}].input_size must be an integer >= 8, got {input_size!r}")
+    weights = entry.get("backbone_weights")
+    return ModelSpec(
+        name=str(entry["name"]),
+        class_path=str(entry.get("class_path") or entry["name"]),
+        init_args=dict(init_args),
+        init_args_per_category={k: dict(v) for k, v in per_cat.items()},
+        form=str(entry.get("form") or ""),
+        mask_map=entry.get("mask_map"),
+        trainer_args=dict(entry.get("trainer_args") or {}),
+        fit_from=str(entry["fit_from"]) if entry.get("fit_from") else None,
+        input_size=input_size,
+        notes=notes,
+        backbone_weights=_resolve(weights, base) if weights else None,
+    )
+
+
+def _parse_models(models_raw: Any, base: Path) -> list[ModelSpec]:
     if not isinstance(models_raw, list) or not models_raw:
         raise ConfigError("'models' must be a non-empty list")
-    models: list[ModelSpec] = []
-    for i, entry in enumerate(models_raw):
-        if isinstance(entry, str):
-            entry = {"name": entry}
-        _check_keys(entry, MODEL_KEYS, f"models[{i}]")
-        if "name" not in entry:
-            raise ConfigError(f"models[{i}] needs a 'name'")
-        init_args = entry.get("init_args") or {}
-        per_cat = entry.get("init_args_per_category") or {}
-        if not isinstance(init_args, dict):
-            raise ConfigError(f"models[{i}].init_args must be a mapping")
-        if not isinstance(per_cat, dict) or not all(isinstance(v, dict) for v in per_cat.values()):
-            raise ConfigError(f"models[{i}].init_args_per_category must map category -> mapping")
-        notes: list[str] = []
-        if init_args.get("dtd_dir"):
-            # A missing texture folder is reported, not fatal: the quick demo names the DTD copy
-            # in ../shared, which a fresh machine may lack; the row's form then says Perlin.
-            dtd = _resolve(init_args["dtd_dir"], base)
-            if not dtd.is_dir():
-                notes.append(
-                    f"models[{i}] ({entry['name']}): dtd_dir {dtd} is not a directory; it runs on "
-                    "Perlin-noise anomalies only (point dtd_dir at a folder of DTD images)"
-                )
-            init_args = {**init_args, "dtd_dir": str(dtd) if dtd.is_dir() else None}
-        input_size = entry.get("input_size")
-        if input_size is not None and (not isinstance(input_size, int) or input_size < 8):
-            raise ConfigError(f"models[{i}].input_size must be an integer >= 8, got {input_size!r}")
-        models.append(
-            ModelSpec(
-                name=str(entry["name"]),
-                class_path=str(entry.get("class_path") or entry["name"]),
-                init_args=dict(init_args),
-                init_args_per_category={k: dict(v) for k, v in per_cat.items()},
-                form=str(entry.get("form") or ""),
-                mask_map=entry.get("mask_map"),
-                trainer_args=dict(entry.get("trainer_args") or {}),
-                fit_from=str(entry["fit_from"]) if entry.get("fit_from") else None,
-                input_size=input_size,
-                notes=notes,
-                backbone_weights=_resolve(entry["backbone_weights"], base)
-                if entry.get("backbone_weights")
-                else None,
-            )
-        )
+    models = [_parse_model(i, entry, base) for i, entry in enumerate(models_raw)]
     names = [m.name for m in models]
     if len(set(names)) != len(names):
         raise ConfigError(f"model names must be unique, got {names}")
@@ -215,72 +211,90 @@ def parse_config(data: Any, *, base_dir: Path | None = None, source: str = "") -
                 f"models[{i}] ({spec.name}): fit_from {spec.fit_from!r} must name an earlier "
                 f"model; earlier models: {names[:i] or 'none'}"
             )
+    return models
 
-    datasets_raw = data["datasets"]
+
+def _parse_datamodule(i: int, datamodule: Any, base: Path) -> dict[str, Any]:
+    _check_keys(datamodule, {"class_path": "", "init_args": ""}, f"datasets[{i}].datamodule")
+    if "class_path" not in datamodule:
+        raise ConfigError(f"datasets[{i}].datamodule needs a 'class_path'")
+    init = dict(datamodule.get("init_args") or {})
+    if init.get("root"):
+        init["root"] = str(_resolve(init["root"], base))
+    return {"class_path": str(datamodule["class_path"]), "init_args": init}
+
+
+def _parse_build(i: int, build: Any, base: Path) -> dict[str, Any]:
+    _check_keys(build, BUILD_KEYS, f"datasets[{i}].build")
+    build = dict(build)
+    for key in ("btad_root", "mvtec_root"):
+        if build.get(key):
+            build[key] = str(_resolve(build[key], base))
+    return build
+
+
+def _check_sources(i: int, entry: dict) -> None:
+    sources = [k for k in ("root", "build", "datamodule") if k in entry]
+    if not sources:
+        raise ConfigError(f"datasets[{i}] ({entry['name']}) needs 'root', 'build' or 'datamodule'")
+    if "datamodule" in entry and len(sources) > 1:
+        raise ConfigError(
+            f"datasets[{i}] ({entry['name']}): 'datamodule' cannot be combined with "
+            f"{next(k for k in sources if k != 'datamodule')!r}"
+        )
+
+
+def _parse_dataset(i: int, entry: Any, base: Path) -> DatasetSpec:
+    _check_keys(entry, DATASET_KEYS, f"datasets[{i}]")
+    if "name" not in entry:
+        raise ConfigError(f"datasets[{i}] needs a 'name'")
+    _check_sources(i, entry)
+    square = entry.get("square", "resize")
+    if square not in ("resize", "pad"):
+        raise ConfigError(f"datasets[{i}].square must be 'resize' or 'pad', got {square!r}")
+    rename = entry.get("rename_categories") or {}
+    if not isinstance(rename, dict):
+        raise ConfigError(f"datasets[{i}].rename_categories must map folder -> name")
+    datamodule, build = entry.get("datamodule"), entry.get("build")
+    return DatasetSpec(
+        name=str(entry["name"]),
+        root=_resolve(entry["root"], base) if entry.get("root") else None,
+        build=_parse_build(i, build, base) if build is not None else None,
+        categories=_categories(entry.get("categories"), f"datasets[{i}].categories"),
+        datamodule=_parse_datamodule(i, datamodule, base) if datamodule is not None else None,
+        rename_categories={str(k): str(v) for k, v in rename.items()},
+        square=square,
+    )
+
+
+def _parse_datasets(datasets_raw: Any, base: Path) -> list[DatasetSpec]:
     if not isinstance(datasets_raw, list) or not datasets_raw:
         raise ConfigError("'datasets' must be a non-empty list")
-    datasets: list[DatasetSpec] = []
-    for i, entry in enumerate(datasets_raw):
-        _check_keys(entry, DATASET_KEYS, f"datasets[{i}]")
-        if "name" not in entry:
-            raise ConfigError(f"datasets[{i}] needs a 'name'")
-        sources = [k for k in ("root", "build", "datamodule") if k in entry]
-        if not sources:
-            raise ConfigError(
-                f"datasets[{i}] ({entry['name']}) needs 'root', 'build' or 'datamodule'"
-            )
-        if "datamodule" in entry and len(sources) > 1:
-            raise ConfigError(
-                f"datasets[{i}] ({entry['name']}): 'datamodule' cannot be combined with "
-                f"{next(k for k in sources if k != 'datamodule')!r}"
-            )
-        datamodule = entry.get("datamodule")
-        if datamodule is not None:
-            _check_keys(
-                datamodule, {"class_path": "", "init_args": ""}, f"datasets[{i}].datamodule"
-            )
-            if "class_path" not in datamodule:
-                raise ConfigError(f"datasets[{i}].datamodule needs a 'class_path'")
-            init = dict(datamodule.get("init_args") or {})
-            if init.get("root"):
-                init["root"] = str(_resolve(init["root"], base))
-            datamodule = {"class_path": str(datamodule["class_path"]), "init_args": init}
-        square = entry.get("square", "resize")
-        if square not in ("resize", "pad"):
-            raise ConfigError(f"datasets[{i}].square must be 'resize' or 'pad', got {square!r}")
-        rename = entry.get("rename_categories") or {}
-        if not isinstance(rename, dict):
-            raise ConfigError(f"datasets[{i}].rename_categories must map folder -> name")
-        build = entry.get("build")
-        if build is not None:
-            _check_keys(build, BUILD_KEYS, f"datasets[{i}].build")
-            build = dict(build)
-            for key in ("btad_root", "mvtec_root"):
-                if build.get(key):
-                    build[key] = str(_resolve(build[key], base))
-        root = _resolve(entry["root"], base) if entry.get("root") else None
-        cats = _categories(entry.get("categories"), f"datasets[{i}].categories")
-        datasets.append(
-            DatasetSpec(
-                name=str(entry["name"]),
-                root=root,
-                build=build,
-                categories=cats,
-                datamodule=datamodule,
-                rename_categories={str(k): str(v) for k, v in rename.items()},
-                square=square,
-            )
-        )
-    dnames = [d.name for d in datasets]
-    if len(set(dnames)) != len(dnames):
-        raise ConfigError(f"dataset names must be unique, got {dnames}")
+    datasets = [_parse_dataset(i, entry, base) for i, entry in enumerate(datasets_raw)]
+    names = [d.name for d in datasets]
+    if len(set(names)) != len(names):
+        raise ConfigError(f"dataset names must be unique, got {names}")
+    return datasets
 
-    categories = _categories(data.get("categories"), "categories")
-    seeds = data.get("seeds", [0])
+
+def _parse_seeds(seeds: Any) -> list[int]:
     if isinstance(seeds, int):
         seeds = [seeds]
     if not isinstance(seeds, list) or not seeds or not all(isinstance(s, int) for s in seeds):
         raise ConfigError(f"'seeds' must be a non-empty list of integers, got {seeds!r}")
+    return seeds
+
+
+def parse_config(data: Any, *, base_dir: Path | None = None, source: str = "") -> BenchmarkConfig:
+    """Validate a loaded YAML mapping. Relative paths are taken relative to ``base_dir``
+    (default: the current directory)."""
+    base = Path.cwd() if base_dir is None else base_dir
+    _check_keys(data, TOP_KEYS, "the benchmark config")
+    for key in ("run_dir", "datasets", "models"):
+        if key not in data:
+            raise ConfigError(f"missing required key {key!r} in the benchmark config")
+    models = _parse_models(data["models"], base)
+    datasets = _parse_datasets(data["datasets"], base)
     image_size = data.get("image_size", 64)
     if not isinstance(image_size, int) or image_size < 8:
         raise ConfigError(f"'image_size' must be an integer >= 8, got {image_size!r}")
@@ -292,8 +306,8 @@ def parse_config(data: Any, *, base_dir: Path | None = None, source: str = "") -
         datasets=datasets,
         models=models,
         image_size=image_size,
-        seeds=seeds,
-        categories=categories,
+        seeds=_parse_seeds(data.get("seeds", [0])),
+        categories=_categories(data.get("categories"), "categories"),
         train_batch_size=int(data.get("train_batch_size", 32)),
         eval_batch_size=int(data.get("eval_batch_size", 32)),
         calibration_images=int(data.get("calibration_images", 8)),
