@@ -135,6 +135,7 @@ def mean_std(values: Sequence[float]) -> tuple[float, float]:
     return float(arr.mean()), float(arr.std())
 
 
+# One place for every metric of a row, each a line or two (definitions: docs/benchmark.md).
 def category_metrics(
     defect_maps: Sequence[np.ndarray],
     defect_gts: Sequence[np.ndarray] | None,

@@ -52,6 +52,23 @@ ARCHITECTURE_KEYS = (
 CHECKPOINT_CLASS_KEY = "rgi_anomalib_model"
 
 
+def _check_training_args(
+    image_size: int, tile_size: int | None, crops_per_image: int, gan_loss: str, max_epochs: int
+) -> None:
+    check_image_size(image_size)
+    if tile_size is not None:
+        check_image_size(tile_size)
+    if crops_per_image < 1:
+        msg = f"crops_per_image must be >= 1, got {crops_per_image!r}"
+        raise ValueError(msg)
+    if gan_loss not in ("nonsaturating", "hinge"):
+        msg = f"gan_loss must be 'nonsaturating' or 'hinge', got {gan_loss!r}"
+        raise ValueError(msg)
+    if max_epochs < 1:
+        msg = f"max_epochs must be >= 1, got {max_epochs!r}"
+        raise ValueError(msg)
+
+
 class GanInversionModule(GanTrainingMixin, ReconstructionReportMixin):
     """Shared implementation of the GAN-inversion anomaly models (a mixin for AnomalibModule).
 
@@ -149,18 +166,8 @@ class GanInversionModule(GanTrainingMixin, ReconstructionReportMixin):
         evaluator: Any = True,
         visualizer: Any = True,
     ) -> None:
-        check_image_size(image_size)
-        if tile_size is not None:
-            check_image_size(tile_size)
-        if crops_per_image < 1:
-            msg = f"crops_per_image must be >= 1, got {crops_per_image!r}"
-            raise ValueError(msg)
-        if gan_loss not in ("nonsaturating", "hinge"):
-            msg = f"gan_loss must be 'nonsaturating' or 'hinge', got {gan_loss!r}"
-            raise ValueError(msg)
-        if max_epochs < 1:
-            msg = f"max_epochs must be >= 1, got {max_epochs!r}"
-            raise ValueError(msg)
+        # A long signature: anomalib's CLI and YAML configs need every argument by name.
+        _check_training_args(image_size, tile_size, crops_per_image, gan_loss, max_epochs)
         # The preset (fast or paper) of this class's method; arguments given override it.
         given = {
             "lam": lam,

@@ -236,6 +236,8 @@ def _invert(
         generator.train(was_training)
 
 
+# Long on purpose: the optimisation loop keeps z, M, the per-image generator weights and their
+# Adam states together; the phase switch (fine-tuning joins late) must see all of them.
 def _optimise(
     generator: nn.Module,
     images: torch.Tensor,

@@ -46,6 +46,8 @@ class RaslResult(NamedTuple):
     inner_iterations: int  # summed over outer iterations
 
 
+# One function on purpose: the outer re-linearisation loop and the final exact decomposition
+# share the normalisation state; split, they would pass half a dozen arrays around.
 def rasl(
     images: torch.Tensor,
     transform: str = "similarity",

@@ -100,6 +100,8 @@ def _svt(
     return torch.mm(u * s, vh, out=out)
 
 
+# Long on purpose: one IALM iteration (SVT, shrinkage, the optional Jacobian step, the dual
+# update) reads as the algorithm in the paper; pieces of it would hide the variable updates.
 def _ialm(
     data: torch.Tensor,
     lam: float,
