@@ -198,13 +198,20 @@ def _parse_model(i: int, entry: Any, base: Path) -> ModelSpec:
     )
 
 
-def _parse_models(models_raw: Any, base: Path) -> list[ModelSpec]:
-    if not isinstance(models_raw, list) or not models_raw:
-        raise ConfigError("'models' must be a non-empty list")
-    models = [_parse_model(i, entry, base) for i, entry in enumerate(models_raw)]
-    names = [m.name for m in models]
+def _parse_list(raw: Any, key: str, parse: Any, base: Path) -> list[Any]:
+    """``parse(i, entry, base)`` of each entry of the non-empty list ``key``; unique names."""
+    if not isinstance(raw, list) or not raw:
+        raise ConfigError(f"'{key}' must be a non-empty list")
+    specs = [parse(i, entry, base) for i, entry in enumerate(raw)]
+    names = [spec.name for spec in specs]
     if len(set(names)) != len(names):
-        raise ConfigError(f"model names must be unique, got {names}")
+        raise ConfigError(f"{key[:-1]} names must be unique, got {names}")
+    return specs
+
+
+def _parse_models(models_raw: Any, base: Path) -> list[ModelSpec]:
+    models = _parse_list(models_raw, "models", _parse_model, base)
+    names = [m.name for m in models]
     for i, spec in enumerate(models):
         if spec.fit_from is not None and spec.fit_from not in names[:i]:
             raise ConfigError(
@@ -268,13 +275,7 @@ def _parse_dataset(i: int, entry: Any, base: Path) -> DatasetSpec:
 
 
 def _parse_datasets(datasets_raw: Any, base: Path) -> list[DatasetSpec]:
-    if not isinstance(datasets_raw, list) or not datasets_raw:
-        raise ConfigError("'datasets' must be a non-empty list")
-    datasets = [_parse_dataset(i, entry, base) for i, entry in enumerate(datasets_raw)]
-    names = [d.name for d in datasets]
-    if len(set(names)) != len(names):
-        raise ConfigError(f"dataset names must be unique, got {names}")
-    return datasets
+    return _parse_list(datasets_raw, "datasets", _parse_dataset, base)
 
 
 def _parse_seeds(seeds: Any) -> list[int]:
