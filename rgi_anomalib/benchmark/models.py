@@ -24,8 +24,16 @@ class BenchmarkHooks(Protocol):
     # Names a config may set per category (``init_args_per_category``), e.g. a solver's λ.
     per_category_settings: ClassVar[frozenset[str]]
 
+    # True: after fitting, the model sets itself up on defect-free images (RGI's lam="auto");
+    # the harness runs ``engine.validate`` on its calibration images (label 0) for it.
+    calibrates_on_normal_images: bool
+
     def solver_settings(self, **settings: Any) -> AbstractContextManager[None]:
         """Predict with ``settings`` (names from ``per_category_settings``) inside the block."""
+        ...
+
+    def fitted_settings(self) -> dict[str, Any]:
+        """Settings the model chose itself while fitting (recorded in the row's init_args)."""
         ...
 
 

@@ -37,9 +37,6 @@ class ReconstructionReportMixin:
             "defect": [],
         }
 
-    def on_validation_epoch_start(self) -> None:
-        self._reset_validation_gap()
-
     def _collect_validation_gap(self, batch: Batch) -> None:
         """Add the gap of the batch's normal images; keep a few (input, G(ẑ)) pairs."""
         if batch.gt_label is None:  # unlabelled: no image is known to be normal
@@ -54,7 +51,7 @@ class ReconstructionReportMixin:
                 image = (batch.image[i].detach() * 0.5 + 0.5).clamp(0, 1)
                 pairs.append((image.cpu(), batch.restored_image[i].detach().cpu()))
 
-    def on_validation_epoch_end(self) -> None:
+    def _report_validation_gap(self) -> None:
         # Sums, not means, are reduced: ranks may hold different numbers of normal images.
         totals = self.trainer.strategy.reduce(self._gap_totals.clone(), reduce_op="sum")
         root = self._output_dir()  # on every rank (a broadcast under DDP)

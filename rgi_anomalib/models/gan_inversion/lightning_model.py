@@ -23,6 +23,7 @@ from torchvision.transforms.v2 import Compose, Normalize, Resize
 
 from .gan_training import GanTrainingMixin
 from .gap_report import ReconstructionReportMixin
+from .lam_calibration import AUTO, LamCalibrationMixin, check_lam
 from .networks import Backbone, check_image_size
 from .solver import InversionConfig, LatentInit, LrSchedule, MaskUpdate, Method
 from .torch_model import GanInversionModel, attach_restoration
@@ -69,7 +70,7 @@ def _check_training_args(
         raise ValueError(msg)
 
 
-class GanInversionModule(GanTrainingMixin, ReconstructionReportMixin):
+class GanInversionModule(GanTrainingMixin, ReconstructionReportMixin, LamCalibrationMixin):
     """Shared implementation of the GAN-inversion anomaly models (a mixin for AnomalibModule).
 
     Args:
@@ -87,7 +88,10 @@ class GanInversionModule(GanTrainingMixin, ReconstructionReportMixin):
         sample_every_n_epochs: Save a grid of EMA-generator samples every n epochs (0: never).
         preset: ``"fast"`` (default) or ``"paper"``: where the solver settings left at None
             come from.
-        lam: Mask sparsity weight λ (None: the method's default).
+        lam: Mask sparsity weight λ (None: the method's default). ``"auto"``: set after fit
+            from the normal validation images so that the rule M̂ > 0 flags
+            ``lam_normal_rate`` of their pixels (lam_calibration.py); stored in the checkpoint.
+        lam_normal_rate: Target fraction of normal pixels flagged, for ``lam="auto"``.
         iterations: Solver iterations per test batch (None: the method's default).
         lr_latent: Adam learning rate of z.
         lr_mask: Adam learning rate of M (``mask_update="adam"``).
@@ -141,7 +145,8 @@ class GanInversionModule(GanTrainingMixin, ReconstructionReportMixin):
         max_epochs: int = 100,
         sample_every_n_epochs: int = 10,
         preset: str = "fast",
-        lam: float | None = None,
+        lam: float | str | None = None,
+        lam_normal_rate: float = 0.005,
         iterations: int | None = None,
         lr_latent: float = 0.1,
         lr_mask: float = 0.1,
@@ -168,9 +173,10 @@ class GanInversionModule(GanTrainingMixin, ReconstructionReportMixin):
     ) -> None:
         # A long signature: anomalib's CLI and YAML configs need every argument by name.
         _check_training_args(image_size, tile_size, crops_per_image, gan_loss, max_epochs)
+        check_lam(lam, InversionConfig.fast(self.METHOD).objective)
         # The preset (fast or paper) of this class's method; arguments given override it.
         given = {
-            "lam": lam,
+            "lam": None if lam == AUTO else lam,
             "iterations": iterations,
             "mask_update": mask_update,
             "finetune_iterations": finetune_iterations,
@@ -201,7 +207,7 @@ class GanInversionModule(GanTrainingMixin, ReconstructionReportMixin):
         )
         # Store resolved values so a checkpoint reproduces inference even if defaults change.
         self.hparams.update(
-            lam=inversion.lam,
+            lam=AUTO if lam == AUTO else inversion.lam,
             iterations=inversion.iterations,
             mask_update=inversion.mask_update,
             finetune_iterations=inversion.finetune_iterations,
@@ -228,6 +234,7 @@ class GanInversionModule(GanTrainingMixin, ReconstructionReportMixin):
             16, latent_dim, generator=torch.Generator().manual_seed(seed)
         )
         self._reset_validation_gap()
+        self._reset_lam_residuals()
 
     # --- anomalib contract -------------------------------------------------------------------
     @classmethod
@@ -288,7 +295,17 @@ class GanInversionModule(GanTrainingMixin, ReconstructionReportMixin):
         del args, kwargs
         batch = self._invert_step(batch)
         self._collect_validation_gap(batch)
+        self._collect_lam_residuals(batch)
         return batch
+
+    def on_validation_epoch_start(self) -> None:
+        self._reset_validation_gap()
+        self._reset_lam_residuals()
+
+    def on_validation_epoch_end(self) -> None:
+        # λ from this pass's normal residuals; the gap logged is that of this (preset-λ) pass.
+        self._calibrate_lam()
+        self._report_validation_gap()
 
     def test_step(self, batch: Batch, *args, **kwargs) -> STEP_OUTPUT:
         del args, kwargs
@@ -307,6 +324,7 @@ class GanInversionModule(GanTrainingMixin, ReconstructionReportMixin):
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         # Which of Rgi / RRgi / AnoGan wrote it: `rgi-anomalib inpaint` loads the right class.
         checkpoint[CHECKPOINT_CLASS_KEY] = self.__class__.__name__
+        self._save_lam(checkpoint)
         super().on_save_checkpoint(checkpoint)
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
@@ -327,6 +345,7 @@ class GanInversionModule(GanTrainingMixin, ReconstructionReportMixin):
                 f"Create the model with the checkpoint's settings, e.g. `{options}`."
             )
             raise ValueError(msg)
+        self._load_lam(checkpoint)
         super().on_load_checkpoint(checkpoint)
 
 
