@@ -49,6 +49,9 @@ def test_auto_is_a_hyper_parameter_and_fixed_lam_is_unchanged() -> None:
     assert auto.hparams.lam == "auto" and auto.calibrates_on_normal_images
     assert auto.inversion.lam == RRgi(image_size=32).inversion.lam  # the preset until calibrated
     assert not Rgi(image_size=32, lam=0.2).calibrates_on_normal_images
+    # M̂ > 0 needs a mask that is exactly 0 below the threshold: the closed form, unless asked.
+    assert auto.inversion.mask_update == "closed_form"
+    assert Rgi(image_size=32, lam="auto", mask_update="adam").inversion.mask_update == "adam"
 
 
 @pytest.mark.slow

@@ -91,6 +91,7 @@ class GanInversionModule(GanTrainingMixin, ReconstructionReportMixin, LamCalibra
         lam: Mask sparsity weight λ (None: the method's default). ``"auto"``: set after fit
             from the normal validation images so that the rule M̂ > 0 flags
             ``lam_normal_rate`` of their pixels (lam_calibration.py); stored in the checkpoint.
+            Implies ``mask_update="closed_form"`` unless given.
         lam_normal_rate: Target fraction of normal pixels flagged, for ``lam="auto"``.
         iterations: Solver iterations per test batch (None: the method's default).
         lr_latent: Adam learning rate of z.
@@ -174,6 +175,11 @@ class GanInversionModule(GanTrainingMixin, ReconstructionReportMixin, LamCalibra
         # A long signature: anomalib's CLI and YAML configs need every argument by name.
         _check_training_args(image_size, tile_size, crops_per_image, gan_loss, max_epochs)
         check_lam(lam, InversionConfig.fast(self.METHOD).objective)
+        if lam == AUTO and mask_update is None:
+            # The rule λ is set for, M̂ > 0, needs a mask that is exactly 0 below 2r² = λ: the
+            # closed form. An Adam-updated M hovers around 0 (|M| ~ its learning rate) and
+            # flags every pixel.
+            mask_update = "closed_form"
         # The preset (fast or paper) of this class's method; arguments given override it.
         given = {
             "lam": None if lam == AUTO else lam,
