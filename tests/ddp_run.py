@@ -13,18 +13,9 @@ from pathlib import Path
 from anomalib.data import Folder
 from anomalib.engine import Engine
 from lightning.pytorch import seed_everything
+from model_helpers import FAST_RGI
 
 from rgi_anomalib.models import Rgi
-
-FAST = {
-    "image_size": 32,
-    "max_epochs": 2,
-    "iterations": 20,
-    "mask_update": "closed_form",
-    "init_candidates": 16,
-    "sample_every_n_epochs": 0,
-    "visualizer": False,
-}
 
 
 def main(mode: str, root: Path, out: Path, devices: int) -> None:
@@ -51,7 +42,7 @@ def main(mode: str, root: Path, out: Path, devices: int) -> None:
         devices=devices,
         strategy=strategy,
     )
-    model = Rgi(**FAST)
+    model = Rgi(**FAST_RGI)
     if mode == "train":
         engine.fit(model, datamodule=datamodule)
         engine.trainer.save_checkpoint(out / "ddp.ckpt")

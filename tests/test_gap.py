@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from model_helpers import FAST_RGI
 from PIL import Image
 
 from rgi_anomalib.benchmark.images import image_loader
@@ -16,15 +17,6 @@ from rgi_anomalib.models import Rgi
 from rgi_anomalib.models.gan_inversion.gap import reconstruction_gap
 from rgi_anomalib.models.gan_inversion.gap_report import GRID_NAME
 
-FAST = {
-    "image_size": 32,
-    "max_epochs": 2,
-    "iterations": 20,
-    "mask_update": "closed_form",
-    "init_candidates": 16,
-    "sample_every_n_epochs": 0,
-    "visualizer": False,
-}
 LOGGER = "rgi_anomalib.models.gan_inversion.gap_report"
 
 
@@ -66,7 +58,7 @@ def test_fit_logs_the_gap_writes_the_grid_and_predict_carries_it(
 
     caplog.set_level(logging.INFO, logger=LOGGER)
     datamodule = tiny_datamodule
-    model = Rgi(**FAST)
+    model = Rgi(**FAST_RGI)
     engine = Engine(default_root_dir=tmp_path, logger=False)
     engine.fit(model, datamodule=datamodule)
 

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from model_helpers import FAST_RGI
 
 from rgi_anomalib.models import AnoGan, Rgi, RRgi
 from rgi_anomalib.models.gan_inversion.lam_calibration import (
@@ -13,16 +14,6 @@ from rgi_anomalib.models.gan_inversion.lam_calibration import (
     lam_for_normal_rate,
 )
 from rgi_anomalib.models.gan_inversion.solver import closed_form_mask
-
-FAST = {
-    "image_size": 32,
-    "max_epochs": 2,
-    "iterations": 20,
-    "mask_update": "closed_form",
-    "init_candidates": 16,
-    "sample_every_n_epochs": 0,
-    "visualizer": False,
-}
 
 
 @pytest.mark.parametrize("rate", [0.005, 0.05, 0.3])
@@ -58,16 +49,16 @@ def test_auto_is_a_hyper_parameter_and_fixed_lam_is_unchanged() -> None:
 def test_fit_calibrates_lam_and_the_checkpoint_keeps_it(tiny_datamodule, tmp_path: Path) -> None:
     from anomalib.engine import Engine
 
-    model = Rgi(**FAST, lam="auto", lam_normal_rate=0.02)
+    model = Rgi(**FAST_RGI, lam="auto", lam_normal_rate=0.02)
     engine = Engine(default_root_dir=tmp_path, logger=False)
     engine.fit(model, datamodule=tiny_datamodule)
     lam = model.inversion.lam
-    assert lam != Rgi(**FAST).inversion.lam and 0 < lam < 10
+    assert lam != Rgi(**FAST_RGI).inversion.lam and 0 < lam < 10
 
     # The deployable rule M̂ > 0 on the same normal images: near the target rate (one pass, so
     # not exact; measured 0.0195), where the preset λ 0.4 flags 25 % of this weak GAN's pixels.
     rates = {}
-    for name, lam_value in (("auto", lam), ("preset", Rgi(**FAST).inversion.lam)):
+    for name, lam_value in (("auto", lam), ("preset", Rgi(**FAST_RGI).inversion.lam)):
         flagged, total = 0, 0
         with model.solver_settings(lam=lam_value):
             for batch in tiny_datamodule.val_dataloader():

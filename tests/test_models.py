@@ -6,19 +6,10 @@ from pathlib import Path
 
 import pytest
 import torch
+from model_helpers import FAST_RGI
 
 from rgi_anomalib.models import AnoGan, Rgi, RRgi
 from rgi_anomalib.models.gan_inversion.solver import InversionConfig
-
-FAST = {
-    "image_size": 32,
-    "max_epochs": 2,
-    "iterations": 20,
-    "mask_update": "closed_form",
-    "init_candidates": 16,
-    "sample_every_n_epochs": 0,
-    "visualizer": False,
-}
 
 
 def test_defaults_are_fast_and_paper_configs_load_the_paper_protocol() -> None:
@@ -90,7 +81,7 @@ def test_fit_test_predict_and_checkpoint_round_trip(tiny_datamodule, tmp_path: P
     from anomalib.engine import Engine
 
     datamodule = tiny_datamodule
-    model = Rgi(**FAST)
+    model = Rgi(**FAST_RGI)
     engine = Engine(default_root_dir=tmp_path, logger=False)
     engine.fit(model, datamodule=datamodule)
     (metrics,) = engine.test(model, datamodule=datamodule)
