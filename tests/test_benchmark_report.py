@@ -159,3 +159,22 @@ def test_prediction_loader_keeps_the_image_order(monkeypatch) -> None:
     monkeypatch.setattr(predict_module, "predict", fake_predict)
     predict_module.predict_groups(None, None, [([], None, 0)], 4, 0, None, Geometry("resize", 32))
     assert isinstance(seen["sampler"], SequentialSampler)
+
+
+def test_padded_images_are_cropped_back_maps_masks_and_restorations() -> None:
+    """square: pad: every per-image array is cut back to the original image's box."""
+    batch = _batch(1, restored_image=torch.rand(1, 3, 4, 4))
+    batch.gt_mask = torch.ones(1, 4, 4, dtype=torch.bool)
+    out = _predict(_FakeEngine([batch]), None, SimpleNamespace(dataset=_Boxed()), keep_restored=1)
+    assert out.maps[0].shape == out.gts[0].shape == (4, 2)
+    assert out.restored[0].shape == (4, 2, 3)
+    expected = batch.restored_image[0, :, :, 1:3].permute(1, 2, 0).numpy()
+    assert np.array_equal(out.restored[0], expected)
+
+
+class _Boxed(list):
+    """A one-image dataset whose image was padded: the original is columns 1-2 of 4."""
+
+    def __init__(self) -> None:
+        super().__init__([0])
+        self.boxes = {"0.png": (0.0, 0.25, 1.0, 0.5)}

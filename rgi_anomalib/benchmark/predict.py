@@ -96,6 +96,14 @@ def _batch_gts(batch: Any, shape: tuple[int, ...]) -> list[np.ndarray]:
     return list(gts.numpy())
 
 
+def _restored(image: Any, box: tuple[float, float, float, float] | None) -> np.ndarray:
+    """A restored image as H×W×C, cropped like its map when the input was padded."""
+    array = image.detach().float().cpu().numpy()
+    if box is not None:
+        array = crop_to_box(array, box)
+    return array.transpose(1, 2, 0)
+
+
 def _collect(out: Predictions, batch: Any, score_size: int | None, boxes: dict, keep: int) -> None:
     maps = _batch_maps(batch, score_size)
     gts = _batch_gts(batch, tuple(maps.shape[-2:]))
@@ -114,7 +122,7 @@ def _collect(out: Predictions, batch: Any, score_size: int | None, boxes: dict, 
         out.gts.append(gt)
         out.scores.append(score)
         kept = restored is not None and len(out.restored) < keep
-        out.restored.append(restored[i].detach().cpu().permute(1, 2, 0).numpy() if kept else None)
+        out.restored.append(_restored(restored[i], box) if kept else None)
         out.paths.append(str(batch.image_path[i]))
 
 
