@@ -13,6 +13,7 @@ benchmark reports the M̂ > 0 rule's Dice; docs/benchmark.md).
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import math
 from typing import Any
@@ -102,8 +103,6 @@ class LamCalibrationMixin:
 
     def set_lam(self, lam: float) -> None:
         """Use ``lam`` from now on (also after saving and loading a checkpoint)."""
-        import dataclasses
-
         self.model.inversion = dataclasses.replace(self.model.inversion, lam=lam)
         self._lam_auto_value = lam
 
