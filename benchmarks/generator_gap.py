@@ -60,6 +60,16 @@ RECIPES: dict[str, dict[str, Any]] = {
         "crops_per_image": 4,
         "ema_decay": 0.99,
     },
+    # tile32 trained with an encoder: + 10·‖x − G(E(x))‖² on the training tiles, so that the
+    # generator's manifold covers the cells rather than only resembling them.
+    "tile32_enc10": {
+        "latent_dim": 64,
+        "base_width": 32,
+        "max_width": 256,
+        "tile_size": 32,
+        "crops_per_image": 4,
+        "encoder_weight": 10.0,
+    },
 }
 METHODS = ("anogan", "rgi", "rrgi")
 

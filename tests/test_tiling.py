@@ -120,3 +120,42 @@ def test_tiled_finetune_per_image_shares_one_copy_per_image() -> None:
         assert result.restored.shape == images.shape and result.loss.shape == (2,)
     with pytest.raises(ValueError, match="tile_finetune must be one of"):
         invert_tiled(PixelGenerator(8), images, config, tile_size=8, finetune_per="pixel")
+
+
+def test_encoder_is_absent_by_default_and_maps_onto_the_latent_sphere() -> None:
+    from rgi_anomalib.models import Rgi
+
+    plain = Rgi(image_size=32, latent_dim=16, base_width=8, max_width=32)
+    assert not any(key.startswith("model.encoder") for key in plain.state_dict())
+    model = Rgi(image_size=32, latent_dim=16, base_width=8, max_width=32, encoder_weight=1.0)
+    codes = model.model.encoder(torch.rand(3, 3, 32, 32) * 2 - 1)
+    assert codes.shape == (3, 16)
+    torch.testing.assert_close(codes.norm(dim=1), torch.full((3,), 4.0))
+    with pytest.raises(ValueError, match="encoder_weight must be >= 0"):
+        Rgi(image_size=32, encoder_weight=-1.0)
+
+
+@pytest.mark.slow
+def test_encoder_training_makes_the_generator_reconstruct_training_images(
+    tiny_datamodule, tmp_path
+) -> None:
+    from anomalib.engine import Engine
+    from model_helpers import FAST_RGI
+
+    from rgi_anomalib.models import Rgi
+
+    model = Rgi(**{**FAST_RGI, "max_epochs": 15}, encoder_weight=10.0, lr_gan=1e-3)
+    tiny_datamodule.setup()
+    images = next(iter(tiny_datamodule.train_dataloader())).image
+    images = model.pre_processor.transform(images)
+
+    def reconstruction_error() -> float:
+        with torch.no_grad():
+            codes = model.model.encoder(images)
+            return (model.model.generator(codes) - images).pow(2).mean().item()
+
+    before = reconstruction_error()
+    Engine(default_root_dir=tmp_path, logger=False).fit(model, datamodule=tiny_datamodule)
+    model.model.train()  # BatchNorm as in training, where the loss was measured
+    after = reconstruction_error()
+    assert after < 0.5 * before, (before, after)

@@ -28,8 +28,12 @@ class GanTrainingMixin:
     def configure_optimizers(self) -> list[torch.optim.Optimizer]:
         betas = (0.5, 0.999)
         lr = self.hparams.lr_gan
+        # An encoder (encoder_weight > 0) is trained with the generator, by the same loss.
+        generator_side = list(self.model.generator.parameters())
+        if hasattr(self.model, "encoder"):
+            generator_side += list(self.model.encoder.parameters())
         return [
-            torch.optim.Adam(self.model.generator.parameters(), lr=lr, betas=betas),
+            torch.optim.Adam(generator_side, lr=lr, betas=betas),
             torch.optim.Adam(self.model.discriminator.parameters(), lr=lr, betas=betas),
         ]
 
@@ -56,6 +60,11 @@ class GanTrainingMixin:
         # Generator step.
         d_gen = discriminator(generator(torch.randn_like(latent)))
         loss_g = generator_loss(d_gen, self.hparams.gan_loss)
+        if self.hparams.get("encoder_weight", 0.0) > 0:
+            real = real.detach()
+            loss_rec = (generator(self.model.encoder(real)) - real).pow(2).mean()
+            self.log("loss_rec", loss_rec.detach(), prog_bar=True)
+            loss_g = loss_g + self.hparams.encoder_weight * loss_rec
         opt_g.zero_grad(set_to_none=True)
         self.manual_backward(loss_g)
         opt_g.step()

@@ -54,9 +54,17 @@ CHECKPOINT_CLASS_KEY = "rgi_anomalib_model"
 
 
 def _check_training_args(
-    image_size: int, tile_size: int | None, crops_per_image: int, gan_loss: str, max_epochs: int
+    image_size: int,
+    tile_size: int | None,
+    crops_per_image: int,
+    gan_loss: str,
+    max_epochs: int,
+    encoder_weight: float,
 ) -> None:
     check_image_size(image_size)
+    if not encoder_weight >= 0:
+        msg = f"encoder_weight must be >= 0, got {encoder_weight!r}"
+        raise ValueError(msg)
     if tile_size is not None:
         check_image_size(tile_size)
     if crops_per_image < 1:
@@ -123,6 +131,10 @@ class GanInversionModule(GanTrainingMixin, ReconstructionReportMixin, LamCalibra
         crops_per_image: Random crops taken from each training image per step (tiling only).
         tile_finetune: R-RGI with tiles: fine-tune one generator copy per tile (``"tile"``) or
             one per image, shared by all its tiles (``"image"``: less freedom, cheaper).
+        encoder_weight: Train an encoder E with the GAN and add this weight times the
+            reconstruction error ‖x − G(E(x))‖² of training images (tiles) to the generator's
+            loss, so that its manifold covers the training images, not only looks like them
+            (0: a plain GAN, no encoder; BENCHMARKS_generator.md).
 
     Solver settings left at None come from the preset of the class's ``METHOD``: ``"fast"`` (the
     configuration measured in BENCHMARKS.md) or ``"paper"`` (Appendix G: 2000 Adam iterations,
@@ -167,13 +179,16 @@ class GanInversionModule(GanTrainingMixin, ReconstructionReportMixin, LamCalibra
         tile_stride: int | None = None,
         crops_per_image: int = 4,
         tile_finetune: str = "tile",
+        encoder_weight: float = 0.0,
         pre_processor: PreProcessor | bool = True,
         post_processor: torch.nn.Module | bool = True,
         evaluator: Any = True,
         visualizer: Any = True,
     ) -> None:
         # A long signature: anomalib's CLI and YAML configs need every argument by name.
-        _check_training_args(image_size, tile_size, crops_per_image, gan_loss, max_epochs)
+        _check_training_args(
+            image_size, tile_size, crops_per_image, gan_loss, max_epochs, encoder_weight
+        )
         check_lam(lam, InversionConfig.fast(self.METHOD).objective)
         if lam == AUTO and mask_update is None:
             # The rule λ is set for, M̂ > 0, needs a mask that is exactly 0 below 2r² = λ: the
@@ -235,6 +250,7 @@ class GanInversionModule(GanTrainingMixin, ReconstructionReportMixin, LamCalibra
             tile_size=tile_size,
             tile_stride=tile_stride,
             tile_finetune=tile_finetune,
+            encoder=encoder_weight > 0,
         )
         self._sample_latents = torch.randn(
             16, latent_dim, generator=torch.Generator().manual_seed(seed)

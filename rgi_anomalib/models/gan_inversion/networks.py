@@ -179,6 +179,7 @@ class Discriminator(nn.Module):
         max_width: int = 256,
         backbone: Backbone = "dcgan",
         spectral_norm: bool = False,
+        out_features: int = 1,
     ) -> None:
         super().__init__()
         check_image_size(image_size)
@@ -192,7 +193,7 @@ class Discriminator(nn.Module):
                     for w_in, w_out in itertools.pairwise(widths)
                 )
             )
-            self.head = nn.Sequential(nn.Flatten(), sn(nn.Linear(widths[-1] * 16, 1)))
+            self.head = nn.Sequential(nn.Flatten(), sn(nn.Linear(widths[-1] * 16, out_features)))
         elif backbone == "progan":
             self.from_image = nn.Sequential(
                 EqualizedConv2d(channels, widths[0], 1), nn.LeakyReLU(0.2)
@@ -216,7 +217,7 @@ class Discriminator(nn.Module):
                 nn.Flatten(),
                 EqualizedLinear(widths[-1] * 16, widths[-1]),
                 nn.LeakyReLU(0.2),
-                EqualizedLinear(widths[-1], 1),
+                EqualizedLinear(widths[-1], out_features),
             )
         else:
             msg = f"backbone must be 'dcgan' or 'progan', got {backbone!r}"
@@ -224,3 +225,29 @@ class Discriminator(nn.Module):
 
     def forward(self, image: torch.Tensor) -> torch.Tensor:
         return self.head(self.blocks(self.from_image(image))).view(-1)
+
+
+class Encoder(Discriminator):
+    """Maps an image (B×C×S×S) to a latent (B×latent_dim) for the generator to reconstruct.
+
+    The latent is scaled onto the sphere of radius √latent_dim, where samples of N(0, I) lie, so
+    the generator learns one latent region from the prior and from the encoder, and the solver's
+    Gaussian start pool covers it. The DCGAN trunk always: the ProGAN head's minibatch-std
+    feature would couple the images of a batch.
+    """
+
+    def __init__(
+        self,
+        image_size: int,
+        latent_dim: int,
+        channels: int = 3,
+        base_width: int = 32,
+        max_width: int = 256,
+    ) -> None:
+        super().__init__(image_size, channels, base_width, max_width, "dcgan", False, latent_dim)
+
+    def forward(self, image: torch.Tensor) -> torch.Tensor:
+        code = self.head(self.blocks(self.from_image(image)))
+        return (
+            code * math.sqrt(code.shape[1]) * torch.rsqrt(code.pow(2).sum(1, keepdim=True) + 1e-8)
+        )

@@ -10,7 +10,7 @@ from torch import nn
 
 from .anomaly_map import anomaly_map, image_score
 from .gap import reconstruction_gap
-from .networks import Backbone, Discriminator, Generator
+from .networks import Backbone, Discriminator, Encoder, Generator
 from .solver import CandidatePool, InversionConfig, InversionResult, invert
 from .tiling import check_finetune_per, check_tiling, invert_tiled
 
@@ -66,6 +66,7 @@ class GanInversionModel(nn.Module):
         tile_size: int | None = None,
         tile_stride: int | None = None,
         tile_finetune: str = "tile",
+        encoder: bool = False,
     ) -> None:
         super().__init__()
         check_tiling(image_size, tile_size, tile_stride)
@@ -79,6 +80,9 @@ class GanInversionModel(nn.Module):
         self.discriminator = Discriminator(
             gan_size, channels, base_width, max_width, backbone, spectral_norm
         )
+        # Only with an encoder-regularised GAN: without it the state dict is as before.
+        if encoder:
+            self.encoder = Encoder(gan_size, latent_dim, channels, base_width, max_width)
         self.generator_ema = copy.deepcopy(self.generator).eval().requires_grad_(False)
         # The inverted copy runs channels-last: 1.16-1.4x faster solves on CPU
         # (BENCHMARKS_backends.md); strides only, so values and checkpoints are unchanged.
