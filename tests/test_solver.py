@@ -267,3 +267,29 @@ def test_works_under_inference_mode(generator: Generator) -> None:
 def test_wrong_image_shape_is_a_clear_error(generator: Generator) -> None:
     with pytest.raises(ValueError, match="generator produces images of shape"):
         invert(generator, torch.zeros(1, 3, 64, 64), InversionConfig(iterations=1))
+
+
+class _Oracle(torch.nn.Module):
+    """An 'encoder' that knows the true latent of the first ``known`` images (others: noise)."""
+
+    def __init__(self, latents: torch.Tensor, known: int) -> None:
+        super().__init__()
+        self.latents, self.known = latents, known
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        guess = torch.randn_like(self.latents) * 3.0
+        guess[: self.known] = self.latents[: self.known]
+        return guess
+
+
+def test_encoder_start_wins_only_where_its_data_term_is_lower(generator: Generator) -> None:
+    latents = torch.randn(4, LATENT, generator=torch.Generator().manual_seed(5))
+    with torch.no_grad():
+        images = generator(latents)
+    config = InversionConfig(objective="l2", iterations=1, init_candidates=16, lr_latent=1e-9)
+    pool_only = invert(generator, images, config)
+    with_encoder = invert(generator, images, config, encoder=_Oracle(latents, known=2))
+    # Exact latent for the first two images: restored exactly; the others keep the pool's start.
+    torch.testing.assert_close(with_encoder.restored[:2], images[:2], atol=1e-5, rtol=0)
+    torch.testing.assert_close(with_encoder.restored[2:], pool_only.restored[2:])
+    assert (_rmse(pool_only.restored[:2], images[:2]) > 0.05).all()

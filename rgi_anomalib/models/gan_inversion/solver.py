@@ -162,6 +162,30 @@ def best_candidates(
     return pool_latents[scores.argmin(dim=1)].clone()
 
 
+@torch.no_grad()
+def _better_start(
+    generator: nn.Module,
+    encoder: nn.Module,
+    images: torch.Tensor,
+    latent: torch.Tensor,
+    config: InversionConfig,
+    missing: torch.Tensor | None,
+) -> torch.Tensor:
+    """Per image, the pool's best latent or the encoder's E(x), whichever has the lower data term
+    (the encoder saw the defect too; the data term, not the encoder, decides)."""
+    was_training = encoder.training
+    encoder.eval()
+    try:
+        encoded = encoder(images)
+    finally:
+        encoder.train(was_training)
+    hidden = None if missing is None else missing[:, None]
+    both = torch.stack([latent, encoded], dim=1)  # B×2×d
+    generated = generator(both.flatten(0, 1)).unflatten(0, (images.shape[0], 2))
+    scores = data_term(images[:, None], hide_missing(generated, images[:, None], hidden), config)
+    return both[torch.arange(images.shape[0]), scores.argmin(dim=1)].clone()
+
+
 def invert(
     generator: nn.Module,
     images: torch.Tensor,
@@ -170,13 +194,14 @@ def invert(
     pool: CandidatePool | None = None,
     groups: int | None = None,
     missing: torch.Tensor | None = None,
+    encoder: nn.Module | None = None,
 ) -> InversionResult:
     """Solve the configured inversion for a batch of images; G and D are left untouched.
 
     Works under Lightning's ``torch.inference_mode()``: the solve runs with inference mode off and
     gradients on, on a clone of the input. ``groups``: R-RGI fine-tunes one generator copy per
     group of ``B / groups`` consecutive images (e.g. the tiles of one image) instead of one per
-    image.
+    image. ``encoder`` (trained with G): its latent E(x) joins the pool as a start candidate.
     """
     if images.ndim != 4:
         msg = f"images must be B×C×H×W, got shape {tuple(images.shape)}"
@@ -199,6 +224,7 @@ def invert(
             pool or CandidatePool(),
             groups,
             missing,
+            encoder,
         )
 
 
@@ -210,6 +236,7 @@ def _invert(
     pool: CandidatePool,
     groups: int | None = None,
     missing: torch.Tensor | None = None,
+    encoder: nn.Module | None = None,
 ) -> InversionResult:
     was_training = generator.training
     generator.eval()
@@ -228,6 +255,8 @@ def _invert(
             )
             raise ValueError(msg)
         latent = best_candidates(images, pool_latents, pool_images, config, missing=missing)
+        if encoder is not None:
+            latent = _better_start(generator, encoder, images, latent, config, missing)
         latent.requires_grad_(True)
         return _optimise(generator, images, latent, config, discriminator, groups, missing)
     finally:

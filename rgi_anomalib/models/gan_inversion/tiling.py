@@ -81,6 +81,7 @@ def invert_tiled(
     chunk: int = 256,
     finetune_per: str = "tile",
     missing: torch.Tensor | None = None,
+    encoder: torch.nn.Module | None = None,
 ) -> InversionResult:
     """Invert every tile (``chunk`` tiles per solve) and stitch restoration and mask back
     together; latents are B×tiles×d, losses summed per image. R-RGI fine-tunes one generator copy
@@ -106,6 +107,7 @@ def invert_tiled(
             pool,
             groups=part.shape[0] // per_image if finetune_per == "image" else None,
             missing=part_missing,
+            encoder=encoder,
         )
         for part, part_missing in zip(tiles.split(chunk), missing_parts, strict=True)
     ]

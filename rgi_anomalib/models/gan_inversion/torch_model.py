@@ -114,8 +114,17 @@ class GanInversionModel(nn.Module):
         generator = self.generator_ema if self._compiled is None else self._compiled
         config = inversion or self.inversion
         discriminator = self.discriminator if config.discriminator_weight > 0 else None
+        encoder = getattr(self, "encoder", None)
         if self.tile_size is None:
-            return invert(generator, images, config, discriminator, self._pool, missing=missing)
+            return invert(
+                generator,
+                images,
+                config,
+                discriminator,
+                self._pool,
+                missing=missing,
+                encoder=encoder,
+            )
         return invert_tiled(
             generator,
             images,
@@ -126,6 +135,7 @@ class GanInversionModel(nn.Module):
             self._pool,
             finetune_per=self.tile_finetune,
             missing=missing,
+            encoder=encoder,
         )
 
     def forward(self, images: torch.Tensor) -> RestorationBatch:
