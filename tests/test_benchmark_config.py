@@ -213,3 +213,15 @@ def test_categories_are_discovered_and_named_as_on_disk(
     (empty / "test" / "good").mkdir(parents=True)
     with pytest.raises(ConfigError, match="no defect category folders"):
         discover_categories(empty)
+
+
+def test_cli_datasets_selects_by_name(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    from rgi_anomalib.benchmark.cli import _select_datasets
+
+    data = _base(tmp_path)
+    data["datasets"].append({**data["datasets"][0], "name": "e"})
+    cfg = parse_config(data, base_dir=tmp_path)
+    assert [d.name for d in _select_datasets(cfg.datasets, ["e"])] == ["e"]
+    assert main(["--config", str(_write(tmp_path, data)), "--datasets", "d", "x"]) == 2
+    assert "--datasets x: not in the config (it has ['d', 'e'])" in capsys.readouterr().err
+    assert not (tmp_path / "run").exists()

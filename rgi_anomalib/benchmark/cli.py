@@ -42,6 +42,12 @@ def _parser() -> argparse.ArgumentParser:
         "--seeds", nargs="+", type=int, metavar="SEED", help="override the config's seeds"
     )
     p.add_argument(
+        "--datasets",
+        nargs="+",
+        metavar="NAME",
+        help="run only these datasets of the config (e.g. one per process, in parallel)",
+    )
+    p.add_argument(
         "--keep-checkpoints",
         action="store_true",
         help="keep each fitted model's checkpoint under RUN_DIR/work (off by default: a DRAEM "
@@ -173,6 +179,14 @@ def _check_sources(cfg: BenchmarkConfig) -> None:
             )
 
 
+def _select_datasets(datasets: list[Any], names: Sequence[str]) -> list[Any]:
+    known = [d.name for d in datasets]
+    unknown = [n for n in names if n not in known]
+    if unknown:
+        raise ConfigError(f"--datasets {' '.join(unknown)}: not in the config (it has {known})")
+    return [d for d in datasets if d.name in names]
+
+
 def _run_config(args: argparse.Namespace) -> list[dict[str, Any]]:
     set_malloc_mmap_threshold()  # before torch allocates: keeps PatchCore's memory low
     cfg = load_config(args.config)
@@ -180,6 +194,8 @@ def _run_config(args: argparse.Namespace) -> list[dict[str, Any]]:
         cfg.run_dir = Path(args.run_dir)
     if args.seeds:
         cfg.seeds = list(args.seeds)
+    if args.datasets:
+        cfg.datasets = _select_datasets(cfg.datasets, args.datasets)
     cfg.keep_checkpoints = cfg.keep_checkpoints or args.keep_checkpoints
     _check_sources(cfg)
     _prepare_run_dir(cfg.run_dir, args.overwrite)
