@@ -1,0 +1,268 @@
+"""Table 2 over several draws of a benchmark: mean ± spread, λ by labelled CV, the paper's claims.
+
+Reads the ``results.json`` of run directories that ran one config on different draws (datasets
+built with different seeds, e.g. ``--datasets elpv_s0`` ... of configs/benchmark/elpv_table2.yaml)
+and writes one Markdown report:
+
+- per method and category, the mean over draws ± the sample standard deviation of every Dice
+  definition, pixel AUROC, AUPRO, the reconstruction gap and the costs;
+- λ chosen three ways for RGI and R-RGI: the paper's values (the ``rgi`` / ``rrgi`` rows), without
+  labels (``*_auto`` rows, the deployable M̂ > 0 rule) and by labelled cross-validation over the
+  ``<method>_lam<value>`` rows: each category's λ is the one with the best oracle Dice on one draw,
+  scored on the other draws (every draw takes a turn; the test draw never picks its own λ);
+- the paper's claims (section 4.2), each decided on paired draws: "holds" when the method is
+  ahead in every draw by more than the draws' spread of the difference, "does not hold" when it
+  is behind that clearly, "cannot tell" otherwise.
+
+    python benchmarks/table2.py runs/benchmark/elpv_table2_cpu/elpv_s* --out BENCHMARKS_table2.md
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+from collections import defaultdict
+from pathlib import Path
+from typing import Any
+
+METRICS = (
+    ("dice_oracle_mean", "Dice oracle"),
+    ("dice_label_free_mean", "Dice label-free"),
+    ("dice_mask_rule_mean", "Dice M̂>0"),
+    ("pixel_auroc", "pixel AUROC"),
+    ("aupro", "AUPRO"),
+    ("gap_rmse", "gap"),
+)
+DICE = "dice_oracle_mean"
+MAIN_METHODS = ("rgi", "rrgi", "anogan", "rgi_auto", "rrgi_auto", "patchcore", "draem", "rasl")
+LARGE = "mixed_large"
+
+
+def load_runs(run_dirs: list[Path]) -> list[dict[str, Any]]:
+    """Rows of every run directory; one error naming a directory without results."""
+    rows = []
+    for run_dir in run_dirs:
+        path = run_dir / "results.json"
+        if not path.is_file():
+            raise SystemExit(f"table2: {path} not found (run the benchmark there first)")
+        rows += json.loads(path.read_text())["rows"]
+    return rows
+
+
+def index(rows: list[dict[str, Any]]) -> dict[tuple[str, str], dict[str, dict[str, Any]]]:
+    """(model, category) -> {draw (dataset name): row}."""
+    table: dict[tuple[str, str], dict[str, dict[str, Any]]] = defaultdict(dict)
+    for row in rows:
+        table[row["model"], row["category"]][row["dataset"]] = row
+    return table
+
+
+def _mean_sd(values: list[float]) -> tuple[float, float]:
+    sd = statistics.stdev(values) if len(values) > 1 else 0.0
+    return statistics.fmean(values), sd
+
+
+def _cell(values: list[float | None]) -> str:
+    present = [v for v in values if v is not None]
+    if not present:
+        return "–"
+    mean, sd = _mean_sd(present)
+    return f"{mean:.3f} ± {sd:.3f}"
+
+
+def main_table(table: dict, methods: list[str], categories: list[str]) -> list[str]:
+    lines = []
+    for key, label in METRICS:
+        lines += [f"### {label}", "", "| method | " + " | ".join([*categories, "mean"]) + " |"]
+        lines.append("|---" * (len(categories) + 2) + "|")
+        for method in methods:
+            cells = [_cell([r.get(key) for r in table[method, c].values()]) for c in categories]
+            per_draw = _category_means(table, method, categories, key)
+            lines.append(f"| {method} | " + " | ".join([*cells, _cell(per_draw)]) + " |")
+        lines.append("")
+    return lines
+
+
+def _category_means(table: dict, method: str, categories: list[str], key: str) -> list[Any]:
+    """Per draw, the mean over categories (None where a value is missing)."""
+    draws = sorted(set().union(*(table[method, c].keys() for c in categories)))
+    out = []
+    for draw in draws:
+        values = [table[method, c].get(draw, {}).get(key) for c in categories]
+        out.append(None if None in values else statistics.fmean(values))
+    return out
+
+
+def lambda_grid(table: dict, family: str) -> dict[str, str]:
+    """λ label -> model name: the family's default row and its ``<family>_lam<value>`` rows."""
+    grid = {"paper": family}
+    for model, _ in table:
+        if model.startswith(f"{family}_lam"):
+            grid[model.removeprefix(f"{family}_lam")] = model
+    return grid
+
+
+def cross_validated(table: dict, family: str, category: str) -> tuple[list[float], list[str]]:
+    """Per test draw, the oracle Dice of λ chosen on each other draw (averaged), and the picks."""
+    grid = lambda_grid(table, family)
+    draws = sorted(table[family, category])
+    scores, picks = [], []
+    for test in draws:
+        chosen_scores = []
+        for pick_on in (d for d in draws if d != test):
+            best = max(grid, key=lambda lam: table[grid[lam], category][pick_on][DICE])
+            picks.append(best)
+            chosen_scores.append(table[grid[best], category][test][DICE])
+        scores.append(statistics.fmean(chosen_scores))
+    return scores, picks
+
+
+def lambda_table(table: dict, categories: list[str]) -> list[str]:
+    lines = [
+        "| method | λ | " + " | ".join(categories) + " |",
+        "|---|---" + "|---" * len(categories) + "|",
+    ]
+    for family in ("rgi", "rrgi"):
+        if (family, categories[0]) not in table:
+            continue
+        rows = {
+            "paper's λ, oracle Dice": [_cell(_dice(table, family, c)) for c in categories],
+            "auto (normal images), oracle Dice": [
+                _cell(_dice(table, f"{family}_auto", c)) for c in categories
+            ],
+            "auto, deployable M̂ > 0 Dice": [
+                _cell(_values(table, f"{family}_auto", c, "dice_mask_rule_mean"))
+                for c in categories
+            ],
+        }
+        if len(lambda_grid(table, family)) > 1 and len(table[family, categories[0]]) > 1:
+            cv = [cross_validated(table, family, c) for c in categories]
+            rows["labelled CV, oracle Dice"] = [_cell(s) for s, _ in cv]
+            rows["labelled CV, λ picked"] = [" ".join(picks) for _, picks in cv]
+        for label, cells in rows.items():
+            lines.append(f"| {family} | {label} | " + " | ".join(cells) + " |")
+    auto_lams = sorted(
+        {
+            json.loads(r["init_args"]).get("fitted", {}).get("lam")
+            for (m, _), draws in table.items()
+            if m.endswith("_auto")
+            for r in draws.values()
+        }
+        - {None}
+    )
+    lines += [
+        "",
+        f"λ chosen by `lam: auto` (all draws): {', '.join(f'{v:.4f}' for v in auto_lams)}",
+    ]
+    return lines
+
+
+def _values(table: dict, model: str, category: str, key: str) -> list[Any]:
+    return [r.get(key) for r in table.get((model, category), {}).values()]
+
+
+def _dice(table: dict, model: str, category: str) -> list[Any]:
+    return _values(table, model, category, DICE)
+
+
+def verdict(table: dict, better: str, worse: str, categories: list[str]) -> tuple[str, str]:
+    """Paired over draws: the difference of oracle Dice (averaged over ``categories``)."""
+    a = _category_means(table, better, categories, DICE)
+    b = _category_means(table, worse, categories, DICE)
+    diffs = [x - y for x, y in zip(a, b, strict=True) if x is not None and y is not None]
+    if not diffs:
+        return "cannot tell", "no paired draws"
+    mean, sd = _mean_sd(diffs)
+    text = f"Δ = {mean:+.3f} (sd over {len(diffs)} draws {sd:.3f}; "
+    text += f"{better} {_cell(a)}, {worse} {_cell(b)})"
+    if len(diffs) > 1 and all(d > sd for d in diffs):
+        return "holds", text
+    if len(diffs) > 1 and all(d < -sd for d in diffs):
+        return "does not hold", text
+    return "cannot tell", text
+
+
+def claims(table: dict, categories: list[str]) -> list[str]:
+    checks = []
+    if LARGE in categories:
+        checks.append(("RGI beats AnoGAN clearly on large defects", "rgi", "anogan", [LARGE]))
+    for other in ("rgi", "anogan"):
+        for c in categories:
+            checks.append((f"R-RGI improves on {other} ({c})", "rrgi", other, [c]))
+    for other in ("rasl", "draem", "patchcore"):
+        checks.append((f"R-RGI beats {other} (mean over categories)", "rrgi", other, categories))
+    lines = ["| claim | verdict | evidence (oracle Dice) |", "|---|---|---|"]
+    for text, better, worse, cats in checks:
+        if (better, cats[0]) in table and (worse, cats[0]) in table:
+            result, evidence = verdict(table, better, worse, cats)
+            lines.append(f"| {text} | **{result}** | {evidence} |")
+    return lines
+
+
+def costs(table: dict, methods: list[str], categories: list[str]) -> list[str]:
+    lines = ["| method | fit s | test s/image |", "|---|---|---|"]
+    for method in methods:
+        rows = [r for c in categories for r in table[method, c].values()]
+        fit = statistics.fmean(r["fit_seconds"] for r in rows)
+        test = statistics.fmean(r["test_seconds_per_image"] for r in rows)
+        lines.append(f"| {method} | {fit:.0f} | {test:.2f} |")
+    return lines
+
+
+def report(rows: list[dict[str, Any]], run_dirs: list[Path], command: str) -> str:
+    table = index(rows)
+    categories = list(dict.fromkeys(r["category"] for r in rows))
+    methods = [m for m in MAIN_METHODS if (m, categories[0]) in table]
+    draws = sorted({r["dataset"] for r in rows})
+    first = rows[0]
+    return "\n".join(
+        [
+            "# Table 2 over draws: mean ± sd",
+            "",
+            f"Command: `{command}`. Runs: {', '.join(str(d) for d in run_dirs)}. Draws "
+            f"(datasets): {', '.join(draws)}; {first['image_size']} px; {first['n_defect']} "
+            f"defect images per category and {first['n_normal']} normal test images per draw. "
+            "Every cell: mean over draws ± sample standard deviation.",
+            "",
+            "## The paper's claims",
+            "",
+            *claims(table, categories),
+            "",
+            "## λ: the paper's, without labels, by labelled cross-validation",
+            "",
+            *lambda_table(table, categories),
+            "",
+            "## All metrics",
+            "",
+            *main_table(table, methods, categories),
+            "## Cost (mean over draws and categories)",
+            "",
+            *costs(table, methods, categories),
+            "",
+        ]
+    )
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("run_dirs", nargs="+", type=Path)
+    p.add_argument("--out", type=Path, help="write the report here (default: print it)")
+    argv = sys.argv[1:] if argv is None else argv
+    args = p.parse_args(argv)
+    text = report(
+        load_runs(args.run_dirs), args.run_dirs, "python benchmarks/table2.py " + " ".join(argv)
+    )
+    if args.out is None:
+        print(text)
+        return 0
+    tmp = args.out.with_suffix(args.out.suffix + ".tmp")
+    tmp.write_text(text)
+    tmp.replace(args.out)
+    print(f"wrote {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

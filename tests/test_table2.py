@@ -1,0 +1,56 @@
+"""benchmarks/table2.py: paired verdicts; λ cross-validation never picks on the test draw."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def _table2():
+    spec = importlib.util.spec_from_file_location("table2", REPO / "benchmarks/table2.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def _row(model: str, draw: str, dice: float, category: str = "crack") -> dict:
+    return {
+        "model": model,
+        "dataset": draw,
+        "category": category,
+        "dice_oracle_mean": dice,
+        "init_args": json.dumps({"fitted": {"lam": 0.01}} if model.endswith("auto") else {}),
+        "image_size": 64,
+        "n_defect": 5,
+        "n_normal": 5,
+        "fit_seconds": 1.0,
+        "test_seconds_per_image": 0.1,
+    }
+
+
+def test_lambda_cross_validation_picks_on_other_draws_only() -> None:
+    t2 = _table2()
+    # λ 0.1 is best on draws a and b, λ 0.02 only on c: c's score must come from 0.1 (picked on
+    # a and on b), and the test draw's own best is never used for itself.
+    dice = {"rgi": (0.1, 0.1, 0.1), "rgi_lam0.1": (0.5, 0.5, 0.2), "rgi_lam0.02": (0.2, 0.2, 0.9)}
+    rows = [_row(m, d, v) for m, vs in dice.items() for d, v in zip("abc", vs, strict=True)]
+    scores, picks = t2.cross_validated(t2.index(rows), "rgi", "crack")
+    assert scores[2] == 0.2  # draw c scored with 0.1, picked on a and b
+    assert scores[0] == (0.5 + 0.2) / 2  # draw a: 0.1 picked on b, 0.02 picked on c
+    assert picks == ["0.1", "0.02", "0.1", "0.02", "0.1", "0.1"]
+
+
+def test_verdict_needs_every_draw_beyond_the_spread() -> None:
+    t2 = _table2()
+    rows = [_row("rrgi", d, v) for d, v in zip("abc", (0.5, 0.6, 0.55), strict=True)]
+    rows += [_row("rasl", d, v) for d, v in zip("abc", (0.3, 0.35, 0.3), strict=True)]
+    rows += [_row("anogan", d, v) for d, v in zip("abc", (0.6, 0.4, 0.5), strict=True)]
+    table = t2.index(rows)
+    assert t2.verdict(table, "rrgi", "rasl", ["crack"])[0] == "holds"
+    assert t2.verdict(table, "rasl", "rrgi", ["crack"])[0] == "does not hold"
+    assert t2.verdict(table, "rrgi", "anogan", ["crack"])[0] == "cannot tell"
+    text = t2.report(rows, [Path("x")], "cmd")
+    assert "R-RGI beats rasl" in text and "**holds**" in text
