@@ -17,8 +17,8 @@ $(STAMP): pyproject.toml hatch_build.py
 install: $(STAMP)
 
 demo: $(STAMP)
-	$(BIN)/rgi-anomalib benchmark --config configs/benchmark/quick.yaml \
-		--run-dir runs/benchmark/quick-$$(date +%Y%m%d-%H%M%S)
+	$(BIN)/rgi-anomalib benchmark --config configs/benchmark/demo.yaml \
+		--run-dir runs/benchmark/demo-$$(date +%Y%m%d-%H%M%S)
 
 test: $(STAMP)
 	$(BIN)/pytest
