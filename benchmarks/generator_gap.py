@@ -30,15 +30,20 @@ from lightning.pytorch import Callback, seed_everything
 
 REPO = Path(__file__).resolve().parents[1]
 
-# Generator recipes (Rgi init_args). "dcgan" is the models' default generator at full size.
+# Generator recipes (Rgi init_args). "dcgan" is the models' whole-image generator at full size.
+# Every recipe states its encoder_weight: the plain-GAN recipes were measured before the models'
+# default became 10, and keep their meaning.
 RECIPES: dict[str, dict[str, Any]] = {
-    "dcgan": {"latent_dim": 128, "base_width": 32, "max_width": 256},
+    "dcgan": {"latent_dim": 128, "base_width": 32, "max_width": 256, "encoder_weight": 0.0},
+    # The whole-image generator trained with the encoder term (see tile32_enc10).
+    "dcgan_enc10": {"latent_dim": 128, "base_width": 32, "max_width": 256, "encoder_weight": 10.0},
     "tile32": {
         "latent_dim": 64,
         "base_width": 32,
         "max_width": 256,
         "tile_size": 32,
         "crops_per_image": 4,
+        "encoder_weight": 0.0,
     },
     # tile32 whose R-RGI fine-tunes one generator copy per image, shared by its 25 tiles (the
     # generator and every other solve are tile32's; --variant ft_image measures its gap).
@@ -49,6 +54,7 @@ RECIPES: dict[str, dict[str, Any]] = {
         "tile_size": 32,
         "crops_per_image": 4,
         "tile_finetune": "image",
+        "encoder_weight": 0.0,
     },
     # The same with a faster EMA: at 0.999 the inverted copy averages ~1000 steps, i.e. most of
     # a CPU-length run, and lags the generator.
@@ -59,11 +65,29 @@ RECIPES: dict[str, dict[str, Any]] = {
         "tile_size": 32,
         "crops_per_image": 4,
         "ema_decay": 0.99,
+        "encoder_weight": 0.0,
     },
     # tile32 trained with an encoder: + 10·‖x − G(E(x))‖² on the training tiles, so that the
     # generator's manifold covers the cells rather than only resembling them.
     "tile32_enc10": {
         "latent_dim": 64,
+        "base_width": 32,
+        "max_width": 256,
+        "tile_size": 32,
+        "crops_per_image": 4,
+        "encoder_weight": 10.0,
+    },
+    # Levers on top of tile32_enc10: a heavier reconstruction weight, a wider per-tile latent.
+    "tile32_enc50": {
+        "latent_dim": 64,
+        "base_width": 32,
+        "max_width": 256,
+        "tile_size": 32,
+        "crops_per_image": 4,
+        "encoder_weight": 50.0,
+    },
+    "tile32_enc10_z128": {
+        "latent_dim": 128,
         "base_width": 32,
         "max_width": 256,
         "tile_size": 32,
@@ -84,6 +108,8 @@ VARIANTS: dict[str, dict[str, dict[str, Any]]] = {
     # One fine-tuned generator copy per image, shared by its tiles (default: one per tile).
     "ft_image": {"rrgi": {"tile_finetune": "image"}},
     "ft_image_lr1e-3": {"rrgi": {"tile_finetune": "image", "lr_finetune": 1e-3}},
+    # The mask in closed form, M = clip(1 − λ/(2r²), 0, 1), instead of Adam steps on M.
+    "closed_form": {m: {"mask_update": "closed_form"} for m in ("rgi", "rrgi")},
 }
 
 

@@ -30,7 +30,8 @@ from typing import Any
 import torch
 
 REPO = Path(__file__).resolve().parents[1]
-ARCH = {"latent_dim": 64, "base_width": 16, "max_width": 128}
+# The plain GAN of BENCHMARKS_inpainting.md (measured before the encoder became the default).
+ARCH = {"latent_dim": 64, "base_width": 16, "max_width": 128, "encoder_weight": 0.0}
 LAMBDAS = (0.05, 0.1, 0.2, 0.4)
 # Per-method solve: objective, generator fine-tuning (R-RGI's fast defaults), known mask given.
 METHODS: dict[str, dict[str, Any]] = {

@@ -53,7 +53,15 @@ def train_gan(
         "base_width": base_width,
         "max_width": max_width,
     }
-    model = Rgi(**arch, max_epochs=epochs, sample_every_n_epochs=0, seed=seed, visualizer=False)
+    # The plain GAN of BENCHMARKS.md: inversion_speed.py rebuilds the model without an encoder.
+    model = Rgi(
+        **arch,
+        encoder_weight=0.0,
+        max_epochs=epochs,
+        sample_every_n_epochs=0,
+        seed=seed,
+        visualizer=False,
+    )
     with tempfile.TemporaryDirectory() as work:
         # limit_val_batches=0: training only, no inversion of validation images.
         engine = Engine(

@@ -60,7 +60,10 @@ def load_model(ckpt_path: str | Path, model: str | None = None) -> Any:
     if name.lower() not in by_lower:
         raise ValueError(f"--model must be one of {', '.join(CLASSES)}, got {name!r}")
     cls = getattr(models, by_lower[name.lower()])
-    return cls.load_from_checkpoint(path, map_location="cpu").eval()
+    # Checkpoints written before encoder_weight existed (default 10 now) have no encoder.
+    saved = checkpoint.get("hyper_parameters", {})
+    older = {} if "encoder_weight" in saved else {"encoder_weight": 0.0}
+    return cls.load_from_checkpoint(path, map_location="cpu", **older).eval()
 
 
 def _check(model: Any, images: Any, missing: Any | None) -> None:

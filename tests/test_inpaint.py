@@ -38,7 +38,10 @@ def _psnr(a: torch.Tensor, b: torch.Tensor) -> float:
 
 def test_rgi_restores_a_corrupted_block_without_being_told_where() -> None:
     torch.manual_seed(0)
-    model = Rgi(image_size=32, visualizer=False, evaluator=False, post_processor=False).eval()
+    # No encoder: it would belong to the generator replaced here.
+    model = Rgi(
+        image_size=32, encoder_weight=0.0, visualizer=False, evaluator=False, post_processor=False
+    ).eval()
     model.model.generator_ema = LinearGenerator()
     with torch.no_grad():
         clean = model.model.generator_ema(torch.randn(4, 16)) * 0.5 + 0.5

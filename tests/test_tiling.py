@@ -122,12 +122,13 @@ def test_tiled_finetune_per_image_shares_one_copy_per_image() -> None:
         invert_tiled(PixelGenerator(8), images, config, tile_size=8, finetune_per="pixel")
 
 
-def test_encoder_is_absent_by_default_and_maps_onto_the_latent_sphere() -> None:
+def test_encoder_is_on_by_default_off_at_zero_and_maps_onto_the_latent_sphere() -> None:
     from rgi_anomalib.models import Rgi
 
-    plain = Rgi(image_size=32, latent_dim=16, base_width=8, max_width=32)
+    plain = Rgi(image_size=32, latent_dim=16, base_width=8, max_width=32, encoder_weight=0.0)
     assert not any(key.startswith("model.encoder") for key in plain.state_dict())
-    model = Rgi(image_size=32, latent_dim=16, base_width=8, max_width=32, encoder_weight=1.0)
+    model = Rgi(image_size=32, latent_dim=16, base_width=8, max_width=32)
+    assert model.hparams.encoder_weight == 10.0
     codes = model.model.encoder(torch.rand(3, 3, 32, 32) * 2 - 1)
     assert codes.shape == (3, 16)
     torch.testing.assert_close(codes.norm(dim=1), torch.full((3,), 4.0))
@@ -159,3 +160,14 @@ def test_encoder_training_makes_the_generator_reconstruct_training_images(
     model.model.train()  # BatchNorm as in training, where the loss was measured
     after = reconstruction_error()
     assert after < 0.5 * before, (before, after)
+
+
+def test_a_checkpoint_without_encoder_is_refused_by_a_model_with_one_naming_the_option() -> None:
+    from rgi_anomalib.models import Rgi
+
+    arch = {"image_size": 32, "latent_dim": 16, "base_width": 8, "max_width": 32}
+    old = Rgi(**arch, encoder_weight=0.0)
+    checkpoint = {"state_dict": old.state_dict(), "hyper_parameters": dict(old.hparams)}
+    with pytest.raises(ValueError, match=r"--model\.encoder_weight 0\.0"):
+        Rgi(**arch).on_load_checkpoint(checkpoint)
+    Rgi(**arch, encoder_weight=0.0).on_load_checkpoint(checkpoint)  # matching: accepted
