@@ -33,67 +33,31 @@ REPO = Path(__file__).resolve().parents[1]
 # Generator recipes (Rgi init_args). "dcgan" is the models' whole-image generator at full size.
 # Every recipe states its encoder_weight: the plain-GAN recipes were measured before the models'
 # default became 10, and keep their meaning.
+_DCGAN = {"latent_dim": 128, "base_width": 32, "max_width": 256}
+_TILE32 = {
+    "latent_dim": 64,
+    "base_width": 32,
+    "max_width": 256,
+    "tile_size": 32,
+    "crops_per_image": 4,
+}
 RECIPES: dict[str, dict[str, Any]] = {
-    "dcgan": {"latent_dim": 128, "base_width": 32, "max_width": 256, "encoder_weight": 0.0},
+    "dcgan": {**_DCGAN, "encoder_weight": 0.0},
     # The whole-image generator trained with the encoder term (see tile32_enc10).
-    "dcgan_enc10": {"latent_dim": 128, "base_width": 32, "max_width": 256, "encoder_weight": 10.0},
-    "tile32": {
-        "latent_dim": 64,
-        "base_width": 32,
-        "max_width": 256,
-        "tile_size": 32,
-        "crops_per_image": 4,
-        "encoder_weight": 0.0,
-    },
+    "dcgan_enc10": {**_DCGAN, "encoder_weight": 10.0},
+    "tile32": {**_TILE32, "encoder_weight": 0.0},
     # tile32 whose R-RGI fine-tunes one generator copy per image, shared by its 25 tiles (the
     # generator and every other solve are tile32's; --variant ft_image measures its gap).
-    "tile32_ftimage": {
-        "latent_dim": 64,
-        "base_width": 32,
-        "max_width": 256,
-        "tile_size": 32,
-        "crops_per_image": 4,
-        "tile_finetune": "image",
-        "encoder_weight": 0.0,
-    },
+    "tile32_ftimage": {**_TILE32, "tile_finetune": "image", "encoder_weight": 0.0},
     # The same with a faster EMA: at 0.999 the inverted copy averages ~1000 steps, i.e. most of
     # a CPU-length run, and lags the generator.
-    "tile32_ema99": {
-        "latent_dim": 64,
-        "base_width": 32,
-        "max_width": 256,
-        "tile_size": 32,
-        "crops_per_image": 4,
-        "ema_decay": 0.99,
-        "encoder_weight": 0.0,
-    },
+    "tile32_ema99": {**_TILE32, "ema_decay": 0.99, "encoder_weight": 0.0},
     # tile32 trained with an encoder: + 10·‖x − G(E(x))‖² on the training tiles, so that the
     # generator's manifold covers the cells rather than only resembling them.
-    "tile32_enc10": {
-        "latent_dim": 64,
-        "base_width": 32,
-        "max_width": 256,
-        "tile_size": 32,
-        "crops_per_image": 4,
-        "encoder_weight": 10.0,
-    },
+    "tile32_enc10": {**_TILE32, "encoder_weight": 10.0},
     # Levers on top of tile32_enc10: a heavier reconstruction weight, a wider per-tile latent.
-    "tile32_enc50": {
-        "latent_dim": 64,
-        "base_width": 32,
-        "max_width": 256,
-        "tile_size": 32,
-        "crops_per_image": 4,
-        "encoder_weight": 50.0,
-    },
-    "tile32_enc10_z128": {
-        "latent_dim": 128,
-        "base_width": 32,
-        "max_width": 256,
-        "tile_size": 32,
-        "crops_per_image": 4,
-        "encoder_weight": 10.0,
-    },
+    "tile32_enc50": {**_TILE32, "encoder_weight": 50.0},
+    "tile32_enc10_z128": {**_TILE32, "latent_dim": 128, "encoder_weight": 10.0},
 }
 METHODS = ("anogan", "rgi", "rrgi")
 

@@ -132,3 +132,27 @@ def test_inpaint_command_round_trip(tiny_datamodule, tmp_path: Path) -> None:
         "--mask", small_mask,
     )  # fmt: skip
     assert done.returncode == 2 and "same size" in done.stderr
+
+
+def test_load_model_reads_a_checkpoint_written_before_encoder_weight_as_a_plain_gan(
+    tmp_path: Path,
+) -> None:
+    from rgi_anomalib.inpaint import load_model
+    from rgi_anomalib.models.gan_inversion.lightning_model import CHECKPOINT_CLASS_KEY
+
+    arch = {"image_size": 32, "latent_dim": 16, "base_width": 8, "max_width": 32}
+    plain = Rgi(**arch, encoder_weight=0.0)
+    old = {
+        "state_dict": plain.state_dict(),
+        "hyper_parameters": {k: v for k, v in plain.hparams.items() if k != "encoder_weight"},
+        "pytorch-lightning_version": "2.5.0",
+        CHECKPOINT_CLASS_KEY: "Rgi",
+    }
+    path = tmp_path / "old.ckpt"
+    torch.save(old, path)
+    loaded = load_model(path)
+    assert loaded.hparams.encoder_weight == 0.0
+    assert not hasattr(loaded.model, "encoder")
+    torch.testing.assert_close(
+        loaded.model.generator_ema.state_dict(), plain.model.generator_ema.state_dict()
+    )
