@@ -41,6 +41,11 @@ _TILE32 = {
     "tile_size": 32,
     "crops_per_image": 4,
 }
+# Generator weights R-RGI may fine-tune per tile (names of the 32 px tile generator): the
+# BatchNorm scales and shifts and the output layer (1.8k per tile), or the last block and the
+# output layer (34k per tile); all weights are 0.95M per tile.
+_AFFINE = ["stem.1", "blocks.0.1", "blocks.1.1", "blocks.2.1", "to_image"]
+_LAST = ["blocks.2", "to_image"]
 RECIPES: dict[str, dict[str, Any]] = {
     "dcgan": {**_DCGAN, "encoder_weight": 0.0},
     # The whole-image generator trained with the encoder term (see tile32_enc10).
@@ -58,6 +63,20 @@ RECIPES: dict[str, dict[str, Any]] = {
     # Levers on top of tile32_enc10: a heavier reconstruction weight, a wider per-tile latent.
     "tile32_enc50": {**_TILE32, "encoder_weight": 50.0},
     "tile32_enc10_z128": {**_TILE32, "latent_dim": 128, "encoder_weight": 10.0},
+    # GAN-training levers on top of tile32_enc10: R1 on real tiles, a faster learning rate,
+    # DiffAugment (all three operations) on everything the discriminator sees.
+    "tile32_enc10_r1": {**_TILE32, "encoder_weight": 10.0, "r1_gamma": 0.1},
+    "tile32_enc10_lr5e-4": {**_TILE32, "encoder_weight": 10.0, "lr_gan": 5e-4},
+    "tile32_enc10_diffaug": {
+        **_TILE32,
+        "encoder_weight": 10.0,
+        "diff_augment": "color,translation,cutout",
+    },
+    # tile32_enc10 whose R-RGI fine-tunes, per tile, only the per-channel scales and shifts of
+    # the normalisation layers and the output layer (--variant ft_affine*: their gap).
+    "tile32_enc10_ftaffine": {**_TILE32, "encoder_weight": 10.0, "finetune_params": _AFFINE},
+    # ... or only the last upsampling block and the output layer.
+    "tile32_enc10_ftlast": {**_TILE32, "encoder_weight": 10.0, "finetune_params": _LAST},
 }
 METHODS = ("anogan", "rgi", "rrgi")
 
@@ -72,6 +91,12 @@ VARIANTS: dict[str, dict[str, dict[str, Any]]] = {
     # One fine-tuned generator copy per image, shared by its tiles (default: one per tile).
     "ft_image": {"rrgi": {"tile_finetune": "image"}},
     "ft_image_lr1e-3": {"rrgi": {"tile_finetune": "image", "lr_finetune": 1e-3}},
+    # R-RGI fine-tunes only some weights per tile (see _AFFINE, _LAST), at several rates.
+    "ft_affine": {"rrgi": {"finetune_params": _AFFINE}},
+    "ft_affine_lr1e-3": {"rrgi": {"finetune_params": _AFFINE, "lr_finetune": 1e-3}},
+    "ft_affine_lr1e-2": {"rrgi": {"finetune_params": _AFFINE, "lr_finetune": 1e-2}},
+    "ft_last": {"rrgi": {"finetune_params": _LAST}},
+    "ft_last_lr1e-3": {"rrgi": {"finetune_params": _LAST, "lr_finetune": 1e-3}},
     # The mask in closed form, M = clip(1 − λ/(2r²), 0, 1), instead of Adam steps on M.
     "closed_form": {m: {"mask_update": "closed_form"} for m in ("rgi", "rrgi")},
 }

@@ -11,6 +11,7 @@ from torchvision.utils import save_image
 
 from rgi_anomalib.utils import atomic_path
 
+from .augment import diff_augment, parse_policy
 from .loss import discriminator_loss, generator_loss, r1_penalty
 from .tiling import random_crops
 
@@ -45,11 +46,13 @@ class GanTrainingMixin:
         if self.hparams.tile_size is not None:  # a tile GAN learns random crops
             real = random_crops(real, self.hparams.tile_size, self.hparams.crops_per_image)
         latent = torch.randn(real.shape[0], generator.latent_dim, device=real.device)
+        # DiffAugment: D sees real and generated images through the same random transformations.
+        ops = parse_policy(self.hparams.get("diff_augment", ""))
 
         # Discriminator step.
         real = real.detach().requires_grad_(self.hparams.r1_gamma > 0)
-        d_real = discriminator(real)
-        d_fake = discriminator(generator(latent).detach())
+        d_real = discriminator(diff_augment(real, ops))
+        d_fake = discriminator(diff_augment(generator(latent).detach(), ops))
         loss_d = discriminator_loss(d_real, d_fake, self.hparams.gan_loss)
         if self.hparams.r1_gamma > 0:
             loss_d = loss_d + r1_penalty(d_real, real, self.hparams.r1_gamma)
@@ -58,7 +61,7 @@ class GanTrainingMixin:
         opt_d.step()
 
         # Generator step.
-        d_gen = discriminator(generator(torch.randn_like(latent)))
+        d_gen = discriminator(diff_augment(generator(torch.randn_like(latent)), ops))
         loss_g = generator_loss(d_gen, self.hparams.gan_loss)
         if self.hparams.get("encoder_weight", 0.0) > 0:
             real = real.detach()

@@ -21,6 +21,7 @@ from anomalib.pre_processing import PreProcessor
 from lightning.pytorch.utilities.types import STEP_OUTPUT
 from torchvision.transforms.v2 import Compose, Normalize, Resize
 
+from .augment import parse_policy
 from .gan_training import GanTrainingMixin
 from .gap_report import ReconstructionReportMixin
 from .lam_calibration import AUTO, LamCalibrationMixin, check_lam
@@ -60,8 +61,10 @@ def _check_training_args(
     gan_loss: str,
     max_epochs: int,
     encoder_weight: float,
+    diff_augment: str = "",
 ) -> None:
     check_image_size(image_size)
+    parse_policy(diff_augment)
     if not encoder_weight >= 0:
         msg = f"encoder_weight must be >= 0, got {encoder_weight!r}"
         raise ValueError(msg)
@@ -90,6 +93,9 @@ class GanInversionModule(GanTrainingMixin, ReconstructionReportMixin, LamCalibra
         spectral_norm: Spectral normalisation in the discriminator (keeps training stable).
         gan_loss: ``"nonsaturating"`` (logistic) or ``"hinge"``.
         r1_gamma: Weight of the R1 gradient penalty on real images (0 disables; not with DDP).
+        diff_augment: DiffAugment policy for GAN training, comma-separated operations from
+            ``color``, ``translation``, ``cutout`` ("" disables): the discriminator sees real
+            and generated images through the same random differentiable transformations.
         lr_gan: Adam learning rate of generator and discriminator training.
         ema_decay: Decay of the generator's exponential moving average (the inverted copy).
         max_epochs: GAN training epochs; validation (threshold fitting) runs after the last one.
@@ -155,6 +161,7 @@ class GanInversionModule(GanTrainingMixin, ReconstructionReportMixin, LamCalibra
         spectral_norm: bool = True,
         gan_loss: str = "nonsaturating",
         r1_gamma: float = 0.0,
+        diff_augment: str = "",
         lr_gan: float = 2e-4,
         ema_decay: float = 0.999,
         max_epochs: int = 100,
@@ -189,7 +196,13 @@ class GanInversionModule(GanTrainingMixin, ReconstructionReportMixin, LamCalibra
     ) -> None:
         # A long signature: anomalib's CLI and YAML configs need every argument by name.
         _check_training_args(
-            image_size, tile_size, crops_per_image, gan_loss, max_epochs, encoder_weight
+            image_size,
+            tile_size,
+            crops_per_image,
+            gan_loss,
+            max_epochs,
+            encoder_weight,
+            diff_augment,
         )
         check_lam(lam, InversionConfig.fast(self.METHOD).objective)
         if lam == AUTO and mask_update is None:
