@@ -58,7 +58,8 @@ def _cutout(x: torch.Tensor, gen: torch.Generator | None, ratio: float = 0.5) ->
     cx = torch.randint(0, w + (1 - cw % 2), (b, 1, 1), generator=gen).to(x.device)
     ys = torch.arange(h, device=x.device)[None, :, None]
     xs = torch.arange(w, device=x.device)[None, None, :]
-    inside = ((ys - cy).abs() <= ch // 2) & ((xs - cx).abs() <= cw // 2)
+    top, left = cy - ch // 2, cx - cw // 2  # a ch×cw square centred at (cy, cx), clipped
+    inside = (ys >= top) & (ys < top + ch) & (xs >= left) & (xs < left + cw)
     return x * (~inside).unsqueeze(1).to(x)
 
 
