@@ -41,10 +41,10 @@ _TILE32 = {
     "tile_size": 32,
     "crops_per_image": 4,
 }
-# Generator weights R-RGI may fine-tune per tile (names of the 32 px tile generator): the
-# BatchNorm scales and shifts and the output layer (1.8k per tile), or the last block and the
-# output layer (34k per tile); all weights are 0.95M per tile.
-_AFFINE = ["stem.1", "blocks.0.1", "blocks.1.1", "blocks.2.1", "to_image"]
+# Generator weights R-RGI may fine-tune per tile (32 px tile generator): the BatchNorm scales and
+# shifts and the output layer (1.8k per tile), or the last block and the output layer (34k per
+# tile); all weights are 0.95M per tile.
+_AFFINE = ["norm_affine", "to_image"]
 _LAST = ["blocks.2", "to_image"]
 RECIPES: dict[str, dict[str, Any]] = {
     "dcgan": {**_DCGAN, "encoder_weight": 0.0},

@@ -12,6 +12,7 @@ from rgi_anomalib.models.gan_inversion.solver import (
     InversionConfig,
     closed_form_mask,
     data_term,
+    finetuned_parameters,
     invert,
 )
 
@@ -154,6 +155,7 @@ def test_batched_solve_equals_single_solves(generator: Generator) -> None:
     [
         {"lr_schedule": "cosine", "mask_update": "closed_form"},
         {"finetune_params": ("to_image", "blocks.2")},
+        {"lr_schedule": "cosine", "finetune_params": ("norm_affine", "to_image")},
         {"lr_schedule": "cosine", "finetune_params": ("to_image",), "early_stop_patience": 0},
         {"lr_schedule": "cosine", "freeze_mask_during_finetune": True},
     ],
@@ -191,6 +193,38 @@ def test_subset_finetuning_moves_only_the_named_layers(generator: Generator) -> 
             images,
             InversionConfig(finetune_iterations=5, finetune_params=("nope",), **common),
         )
+
+
+def test_norm_affine_finetuning_selects_the_normalisation_scales_and_shifts(
+    generator: Generator,
+) -> None:
+    """``norm_affine`` picks every BatchNorm weight and bias and nothing else; fine-tuning them
+    moves G(ẑ) and lowers the data term, and leaves the shared generator untouched."""
+    names = [name for name, _ in finetuned_parameters(generator, ("norm_affine",))]
+    expected = [
+        f"{module}.{param}"
+        for module, layer in generator.named_modules()
+        if isinstance(layer, torch.nn.BatchNorm2d)
+        for param in ("weight", "bias")
+    ]
+    assert names and sorted(names) == sorted(expected)
+    with_output = finetuned_parameters(generator, ("norm_affine", "to_image"))
+    assert {n for n, _ in with_output} == {*expected, "to_image.weight", "to_image.bias"}
+
+    images = _clean_images(generator, 2) + 0.1
+    before = [p.clone() for p in generator.parameters()]
+    common = {"iterations": 40, "init_candidates": 64, "mask_update": "closed_form"}
+    frozen = invert(generator, images, InversionConfig(**common))
+    tuned = invert(
+        generator,
+        images,
+        InversionConfig(
+            finetune_iterations=20, lr_generator=1e-2, finetune_params=("norm_affine",), **common
+        ),
+    )
+    assert (tuned.restored - frozen.restored).abs().max() > 1e-3
+    assert (tuned.loss < frozen.loss).all()
+    assert all(torch.equal(a, b) for a, b in zip(before, generator.parameters(), strict=True))
 
 
 def test_cosine_schedule_reaches_the_long_solve(generator: Generator) -> None:

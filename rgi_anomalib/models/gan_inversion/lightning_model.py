@@ -119,7 +119,9 @@ class GanInversionModule(GanTrainingMixin, ReconstructionReportMixin, LamCalibra
         lr_finetune: Adam learning rate of the generator weights during fine-tuning
             (None: the method's default).
         finetune_params: Name prefixes of the generator weights fine-tuned per image, e.g.
-            ``["to_image", "blocks.3"]``; None or empty: all of them.
+            ``["to_image", "blocks.3"]``, and ``"norm_affine"``: the scale and shift of every
+            normalisation layer (a per-channel modulation of each feature map, as cheap as a
+            plain solve); None or empty: all of them.
         lr_schedule: ``"constant"`` or ``"cosine"`` (z and M learning rates decay to 0 over the
             solve); None: the method's default.
         init_candidates: Size of the seeded pool from which each image's z starts.

@@ -340,19 +340,44 @@ def _optimise(
     )
 
 
-def _per_image_weights(
-    generator: nn.Module, batch: int, prefixes: tuple[str, ...] = ()
-) -> dict[str, torch.Tensor]:
-    """A private, trainable copy of the fine-tuned generator weights for each image (leading
-    dim = B): all of them, or those whose name starts with one of ``prefixes``."""
+# A ``finetune_params`` entry naming a group rather than a prefix: the per-channel scale and
+# shift of every normalisation layer. Fine-tuned per image (or tile) they act as a per-channel
+# modulation of every feature map; being elementwise, they keep the solve a plain batched
+# forward pass (vmap turns per-item convolution weights into grouped convolutions).
+NORM_AFFINE = "norm_affine"
+_NORM_LAYERS = (nn.modules.batchnorm._NormBase, nn.GroupNorm, nn.LayerNorm)
+
+
+def finetuned_parameters(
+    generator: nn.Module, selectors: tuple[str, ...] = ()
+) -> list[tuple[str, nn.Parameter]]:
+    """The generator parameters R-RGI fine-tunes: all of them (no ``selectors``), or those whose
+    name starts with a selector, plus every normalisation layer's for ``NORM_AFFINE``."""
     generator = getattr(generator, "_orig_mod", generator)  # names of the plain module
-    named = [
+    if not selectors:
+        return list(generator.named_parameters())
+    prefixes = tuple(s for s in selectors if s != NORM_AFFINE)
+    norm = {
+        f"{module_name}.{name}" if module_name else name
+        for module_name, module in generator.named_modules()
+        if NORM_AFFINE in selectors and isinstance(module, _NORM_LAYERS)
+        for name, _ in module.named_parameters(recurse=False)
+    }
+    return [
         (name, param)
         for name, param in generator.named_parameters()
-        if not prefixes or name.startswith(tuple(prefixes))
+        if name in norm or (prefixes and name.startswith(prefixes))
     ]
+
+
+def _per_image_weights(
+    generator: nn.Module, batch: int, selectors: tuple[str, ...] = ()
+) -> dict[str, torch.Tensor]:
+    """A private, trainable copy of the fine-tuned generator weights for each image (leading
+    dim = B): all of them, or those ``selectors`` pick (``finetuned_parameters``)."""
+    named = finetuned_parameters(generator, selectors)
     if not named:
-        msg = f"finetune_params {prefixes!r} match no generator parameter"
+        msg = f"finetune_params {selectors!r} match no generator parameter"
         raise ValueError(msg)
     return {
         name: param.detach().unsqueeze(0).repeat(batch, *([1] * param.ndim)).requires_grad_(True)
