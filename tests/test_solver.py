@@ -327,3 +327,26 @@ def test_encoder_start_wins_only_where_its_data_term_is_lower(generator: Generat
     torch.testing.assert_close(with_encoder.restored[:2], images[:2], atol=1e-5, rtol=0)
     torch.testing.assert_close(with_encoder.restored[2:], pool_only.restored[2:])
     assert (_rmse(pool_only.restored[:2], images[:2]) > 0.05).all()
+
+
+def test_start_objective_picks_the_start_by_that_data_term(generator: Generator) -> None:
+    """``start_objective="l2"``: each image starts from the pool latent with the best l2 fit
+    (one tiny step later the latent is still that candidate), whatever the solve's objective."""
+    from rgi_anomalib.models.gan_inversion.solver import CandidatePool, best_candidates
+
+    images = _clean_images(generator, 4) + 0.3 * torch.randn(4, 3, SIZE, SIZE)
+    base = {"iterations": 1, "lr_latent": 1e-9, "init_candidates": 64, "lam": 0.05}
+    pool = CandidatePool()
+    latents, pool_images = pool.get(generator, InversionConfig(**base), images.device)
+    starts = {}
+    for start in ("l2", "rgi"):
+        solved = invert(
+            generator, images, InversionConfig(**base, start_objective=start), pool=pool
+        )
+        starts[start] = best_candidates(
+            images, latents, pool_images, InversionConfig(**{**base, "objective": start})
+        )
+        torch.testing.assert_close(solved.latent, starts[start], atol=1e-6, rtol=0)
+    assert not torch.equal(starts["l2"], starts["rgi"])  # the two data terms disagree here
+    with pytest.raises(ValueError, match="start_objective must be"):
+        InversionConfig(start_objective="l3")

@@ -30,6 +30,10 @@ class InversionConfig:
     freeze_mask_during_finetune: bool = False
     init_candidates: int = 512
     init_distribution: LatentInit = "normal"
+    # Which data term picks each image's start (pool latent or E(x)): None, the solve's own;
+    # "l2", the one that fits every pixel best, so a robust solve does not start from a
+    # latent that already gave up on a structure it could fit (a busbar at the wrong height).
+    start_objective: Objective | None = None
     early_stop_patience: int = 0
     early_stop_tol: float = 1e-4
     lr_schedule: LrSchedule = "constant"
@@ -59,6 +63,10 @@ class InversionConfig:
         if self.init_distribution not in ("normal", "uniform"):
             errors.append(
                 f"init_distribution must be 'normal' or 'uniform', got {self.init_distribution!r}"
+            )
+        if self.start_objective not in (None, "l2", "l1", "rgi"):
+            errors.append(
+                f"start_objective must be None, 'l2', 'l1' or 'rgi', got {self.start_objective!r}"
             )
         if self.lr_schedule not in ("constant", "cosine"):
             errors.append(f"lr_schedule must be 'constant' or 'cosine', got {self.lr_schedule!r}")

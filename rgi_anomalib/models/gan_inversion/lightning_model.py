@@ -26,7 +26,7 @@ from .gan_training import GanTrainingMixin
 from .gap_report import ReconstructionReportMixin
 from .lam_calibration import AUTO, LamCalibrationMixin, check_lam
 from .networks import Backbone, check_image_size
-from .solver import InversionConfig, LatentInit, LrSchedule, MaskUpdate, Method
+from .solver import InversionConfig, LatentInit, LrSchedule, MaskUpdate, Method, Objective
 from .torch_model import GanInversionModel, attach_restoration
 
 PRESETS = ("fast", "paper")
@@ -126,6 +126,8 @@ class GanInversionModule(GanTrainingMixin, ReconstructionReportMixin, LamCalibra
             solve); None: the method's default.
         init_candidates: Size of the seeded pool from which each image's z starts.
         init_distribution: ``"normal"`` or ``"uniform"`` (U[0,1), as the authors' code) pool.
+        start_objective: The data term that picks each image's start from the pool (and E(x)):
+            None, the method's own; ``"l2"``, the best fit of every pixel.
         early_stop_patience: Stop once the loss has not improved for this many iterations
             (0: never; None: the method's default).
         seed: Seed of the latent pool and of GAN training noise.
@@ -183,6 +185,7 @@ class GanInversionModule(GanTrainingMixin, ReconstructionReportMixin, LamCalibra
         lr_schedule: LrSchedule | None = None,
         init_candidates: int = 512,
         init_distribution: LatentInit = "normal",
+        start_objective: Objective | None = None,
         early_stop_patience: int | None = None,
         seed: int = 0,
         compile_generator: bool = False,
@@ -233,6 +236,7 @@ class GanInversionModule(GanTrainingMixin, ReconstructionReportMixin, LamCalibra
             discriminator_weight=discriminator_weight,
             init_candidates=init_candidates,
             init_distribution=init_distribution,
+            start_objective=start_objective,
             seed=seed,
         )
         if pre_processor is True:

@@ -24,6 +24,7 @@ variable belongs to one image and Adam is element-wise, so batching changes no r
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass, field
 
@@ -254,9 +255,12 @@ def _invert(
                 f"but the input has shape {tuple(images.shape[1:])}"
             )
             raise ValueError(msg)
-        latent = best_candidates(images, pool_latents, pool_images, config, missing=missing)
+        start = config
+        if config.start_objective not in (None, config.objective):
+            start = dataclasses.replace(config, objective=config.start_objective)
+        latent = best_candidates(images, pool_latents, pool_images, start, missing=missing)
         if encoder is not None:
-            latent = _better_start(generator, encoder, images, latent, config, missing)
+            latent = _better_start(generator, encoder, images, latent, start, missing)
         latent.requires_grad_(True)
         return _optimise(generator, images, latent, config, discriminator, groups, missing)
     finally:
