@@ -97,6 +97,11 @@ VARIANTS: dict[str, dict[str, dict[str, Any]]] = {
     "ft_affine_lr1e-2": {"rrgi": {"finetune_params": _AFFINE, "lr_finetune": 1e-2}},
     "ft_last": {"rrgi": {"finetune_params": _LAST}},
     "ft_last_lr1e-3": {"rrgi": {"finetune_params": _LAST, "lr_finetune": 1e-3}},
+    # ... or only the first layer (z -> the 4×4 feature map: per tile, a free 4×4×256 feature
+    # map), or the first layer and the first upsampling block (the 8×8 feature map).
+    "ft_stem": {"rrgi": {"finetune_params": ["stem"]}},
+    "ft_stem_lr1e-3": {"rrgi": {"finetune_params": ["stem"], "lr_finetune": 1e-3}},
+    "ft_early": {"rrgi": {"finetune_params": ["stem", "blocks.0"]}},
     # RGI starts from the pool latent (or E(x)) with the best l2 fit, not the best robust fit.
     "start_l2": {"rgi": {"start_objective": "l2"}},
     # The mask in closed form, M = clip(1 − λ/(2r²), 0, 1), instead of Adam steps on M.
