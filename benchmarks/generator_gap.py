@@ -75,6 +75,15 @@ RECIPES: dict[str, dict[str, Any]] = {
     # tile32_enc10 whose R-RGI fine-tunes, per tile, only the per-channel scales and shifts of
     # the normalisation layers and the output layer (--variant ft_affine*: their gap).
     "tile32_enc10_ftaffine": {**_TILE32, "encoder_weight": 10.0, "finetune_params": _AFFINE},
+    # The tile defaults before 2026-12-05, stated: a copy of every weight per tile, lr 2e-4,
+    # starts by each method's own data term (for timing against today's defaults).
+    "tile32_enc10_ftall": {
+        **_TILE32,
+        "encoder_weight": 10.0,
+        "finetune_params": [],
+        "lr_finetune": 2e-4,
+        "start_objective": "rgi",
+    },
     # ... or only the last upsampling block and the output layer.
     "tile32_enc10_ftlast": {**_TILE32, "encoder_weight": 10.0, "finetune_params": _LAST},
 }
@@ -104,6 +113,10 @@ VARIANTS: dict[str, dict[str, dict[str, Any]]] = {
     "ft_early": {"rrgi": {"finetune_params": ["stem", "blocks.0"]}},
     # RGI starts from the pool latent (or E(x)) with the best l2 fit, not the best robust fit.
     "start_l2": {"rgi": {"start_objective": "l2"}},
+    # Both: what the tile generators' defaults became on 2026-12-05 (RGI: start_l2).
+    "ft_stem_lr1e-3_start_l2": {
+        "rrgi": {"start_objective": "l2", "finetune_params": ["stem"], "lr_finetune": 1e-3}
+    },
     # The mask in closed form, M = clip(1 − λ/(2r²), 0, 1), instead of Adam steps on M.
     "closed_form": {m: {"mask_update": "closed_form"} for m in ("rgi", "rrgi")},
 }

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 import torch
 from torch import nn
@@ -171,3 +173,23 @@ def test_a_checkpoint_without_encoder_is_refused_by_a_model_with_one_naming_the_
     with pytest.raises(ValueError, match=r"--model\.encoder_weight 0\.0"):
         Rgi(**arch).on_load_checkpoint(checkpoint)
     Rgi(**arch, encoder_weight=0.0).on_load_checkpoint(checkpoint)  # matching: accepted
+
+
+def test_tile_rrgi_finetunes_the_first_layer_by_default_and_keeps_explicit_choices() -> None:
+    """With tiles, R-RGI's fast default fine-tunes only ``stem`` per tile (per-tile copies of
+    every weight cost 4-6x); an explicit list, the paper preset and whole images are unchanged."""
+    from rgi_anomalib.models import Rgi, RRgi
+
+    tiled = {"image_size": 64, "tile_size": 32, "visualizer": False}
+    assert RRgi(**tiled).inversion.finetune_params == ("stem",)
+    assert RRgi(**tiled).inversion.lr_generator == 1e-3
+    assert Rgi(**tiled).inversion.start_objective == RRgi(**tiled).inversion.start_objective == "l2"
+    assert Rgi(**tiled, start_objective="rgi").inversion.start_objective == "rgi"
+    assert RRgi(**tiled).hparams.finetune_params == ["stem"]  # stored: a checkpoint keeps it
+    assert RRgi(**tiled, finetune_params=[]).inversion.finetune_params == ()
+    assert RRgi(**tiled, finetune_params=["to_image"]).inversion.finetune_params == ("to_image",)
+    assert RRgi(**tiled, preset="paper").inversion == InversionConfig.paper("rrgi")
+    assert RRgi(image_size=64, visualizer=False).inversion.finetune_params == ()
+    whole = Rgi(image_size=64, visualizer=False).inversion
+    assert whole.start_objective is None
+    assert Rgi(**tiled).inversion == dataclasses.replace(whole, start_objective="l2")
