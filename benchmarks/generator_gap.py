@@ -117,6 +117,13 @@ VARIANTS: dict[str, dict[str, dict[str, Any]]] = {
     "ft_stem_lr1e-3_start_l2": {
         "rrgi": {"start_objective": "l2", "finetune_params": ["stem"], "lr_finetune": 1e-3}
     },
+    "ft_stem_lr1e-2_start_l2": {
+        "rrgi": {"start_objective": "l2", "finetune_params": ["stem"], "lr_finetune": 1e-2}
+    },
+    # Every weight per tile (the old default) from the l2 start.
+    "ft_all_start_l2": {
+        "rrgi": {"start_objective": "l2", "finetune_params": [], "lr_finetune": 2e-4}
+    },
     # The mask in closed form, M = clip(1 − λ/(2r²), 0, 1), instead of Adam steps on M.
     "closed_form": {m: {"mask_update": "closed_form"} for m in ("rgi", "rrgi")},
 }
