@@ -72,9 +72,6 @@ RECIPES: dict[str, dict[str, Any]] = {
         "encoder_weight": 10.0,
         "diff_augment": "color,translation,cutout",
     },
-    # tile32_enc10 whose R-RGI fine-tunes, per tile, only the per-channel scales and shifts of
-    # the normalisation layers and the output layer (--variant ft_affine*: their gap).
-    "tile32_enc10_ftaffine": {**_TILE32, "encoder_weight": 10.0, "finetune_params": _AFFINE},
     # The tile defaults before 2026-12-05, stated: a copy of every weight per tile, lr 2e-4,
     # starts by each method's own data term (for timing against today's defaults).
     "tile32_enc10_ftall": {
@@ -84,8 +81,6 @@ RECIPES: dict[str, dict[str, Any]] = {
         "lr_finetune": 2e-4,
         "start_objective": "rgi",
     },
-    # ... or only the last upsampling block and the output layer.
-    "tile32_enc10_ftlast": {**_TILE32, "encoder_weight": 10.0, "finetune_params": _LAST},
 }
 METHODS = ("anogan", "rgi", "rrgi")
 
