@@ -92,7 +92,8 @@ class GanInversionModule(GanTrainingMixin, ReconstructionReportMixin, LamCalibra
     Args:
         image_size: Working resolution (power of two, 32-256); inputs are resized to it.
         latent_dim: Size of the latent vector z.
-        backbone: ``"dcgan"`` (default) or ``"progan"`` (equalised lr, pixel norm, minibatch std).
+        backbone: ``"dcgan"`` (default), ``"progan"`` (equalised lr, pixel norm, minibatch std) or
+            ``"fastgan"`` (GLU blocks with skip-layer excitation, networks.py).
         base_width: Generator/discriminator channels at full resolution (doubling per halving).
         max_width: Upper bound on channels at low resolution.
         spectral_norm: Spectral normalisation in the discriminator (keeps training stable).

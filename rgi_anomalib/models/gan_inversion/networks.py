@@ -1,9 +1,14 @@
 """Generator and discriminator networks, sized by image resolution.
 
-Two families share one layout (4×4 → image_size by doubling):
+Three families share one layout (4×4 → image_size by doubling):
 - ``dcgan``: transposed-conv/conv blocks with BatchNorm in G and optional spectral norm in D.
 - ``progan``: the paper's PGGAN building blocks without progressive growing — equalised learning
   rate, pixel norm in G, minibatch standard deviation in D.
+- ``fastgan``: FastGAN's generator (Liu et al., ICLR 2021) at this layout — nearest upsampling,
+  3×3 conv, BatchNorm and GLU per block, and skip-layer excitation: each feature map from 16×16
+  on is gated per channel by the map two levels below it. Its discriminator is the DCGAN one
+  (FastGAN's self-supervised decoder heads are left out: the models' encoder term already asks
+  for reconstruction).
 """
 
 from __future__ import annotations
@@ -16,7 +21,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-Backbone = Literal["dcgan", "progan"]
+Backbone = Literal["dcgan", "progan", "fastgan"]
+BACKBONES = ("dcgan", "progan", "fastgan")
 MIN_IMAGE_SIZE, MAX_IMAGE_SIZE = 32, 256
 
 
@@ -148,13 +154,62 @@ class Generator(nn.Module):
                 )
             )
             self.to_image = EqualizedConv2d(widths[-1], channels, 1)
+        elif backbone == "fastgan":
+            self.stem = nn.Sequential(
+                nn.ConvTranspose2d(latent_dim, 2 * widths[0], 4, 1, 0, bias=False),
+                nn.BatchNorm2d(2 * widths[0]),
+                nn.GLU(dim=1),
+            )
+            self.blocks = nn.Sequential(
+                *(
+                    nn.Sequential(
+                        nn.Upsample(scale_factor=2, mode="nearest"),
+                        nn.Conv2d(w_in, 2 * w_out, 3, 1, 1, bias=False),
+                        nn.BatchNorm2d(2 * w_out),
+                        nn.GLU(dim=1),
+                    )
+                    for w_in, w_out in itertools.pairwise(widths)
+                )
+            )
+            # excite[i] gates the output of blocks[i + 1] (16×16 and up) by the map at 4 · 2**i.
+            self.excite = nn.ModuleList(
+                SkipLayerExcitation(w_src, w_dst)
+                for w_src, w_dst in zip(widths, widths[2:], strict=False)
+            )
+            self.to_image = nn.Conv2d(widths[-1], channels, 3, 1, 1)
         else:
-            msg = f"backbone must be 'dcgan' or 'progan', got {backbone!r}"
+            msg = f"backbone must be one of {BACKBONES}, got {backbone!r}"
             raise ValueError(msg)
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:
-        x = self.stem(z.view(z.shape[0], -1, 1, 1) if self.backbone == "dcgan" else z)
-        return torch.tanh(self.to_image(self.blocks(x)))
+        x = self.stem(z if self.backbone == "progan" else z.view(z.shape[0], -1, 1, 1))
+        if self.backbone != "fastgan":
+            return torch.tanh(self.to_image(self.blocks(x)))
+        features = [x]
+        for level, block in enumerate(self.blocks, start=1):
+            x = block(x)
+            if level >= 2:
+                x = self.excite[level - 2](features[level - 2], x)
+            features.append(x)
+        return torch.tanh(self.to_image(x))
+
+
+class SkipLayerExcitation(nn.Module):
+    """FastGAN's skip-layer excitation: a channel gate for a large map computed from a small one,
+    so coarse layout steers fine texture with a short gradient path to the low levels."""
+
+    def __init__(self, source_channels: int, target_channels: int) -> None:
+        super().__init__()
+        self.gate = nn.Sequential(
+            nn.AdaptiveAvgPool2d(4),
+            nn.Conv2d(source_channels, target_channels, 4, 1, 0, bias=False),
+            nn.SiLU(),
+            nn.Conv2d(target_channels, target_channels, 1, 1, 0, bias=False),
+            nn.Sigmoid(),
+        )
+
+    def forward(self, source: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        return target * self.gate(source)
 
 
 class _Reshape(nn.Module):
@@ -185,7 +240,7 @@ class Discriminator(nn.Module):
         check_image_size(image_size)
         widths = _widths(image_size, base_width, max_width)[::-1]  # image_size → 4
         sn = nn.utils.parametrizations.spectral_norm if spectral_norm else (lambda m: m)
-        if backbone == "dcgan":
+        if backbone in ("dcgan", "fastgan"):  # FastGAN pairs its generator with a plain D here
             self.from_image = nn.Sequential(sn(nn.Conv2d(channels, widths[0], 3, 1, 1)))
             self.blocks = nn.Sequential(
                 *(
@@ -220,7 +275,7 @@ class Discriminator(nn.Module):
                 EqualizedLinear(widths[-1], out_features),
             )
         else:
-            msg = f"backbone must be 'dcgan' or 'progan', got {backbone!r}"
+            msg = f"backbone must be one of {BACKBONES}, got {backbone!r}"
             raise ValueError(msg)
 
     def forward(self, image: torch.Tensor) -> torch.Tensor:
