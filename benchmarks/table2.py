@@ -10,6 +10,8 @@ and writes one Markdown report:
   labels (``*_auto`` rows, the deployable M̂ > 0 rule) and by labelled cross-validation over the
   ``<method>_lam<value>`` rows: each category's λ is the one with the best oracle Dice on one draw,
   scored on the other draws (every draw takes a turn; the test draw never picks its own λ);
+- the oracle Dice of flagging every pixel, per category (what a constant map scores; a method near
+  it has found nothing), from the masks each draw wrote (``datasets/<draw>/ground_truth``);
 - the paper's claims (section 4.2), each decided on paired draws: "holds" when the method is
   ahead in every draw by more than the draws' spread of the difference, "does not hold" when it
   is behind that clearly, "cannot tell" otherwise.
@@ -26,6 +28,9 @@ import sys
 from collections import defaultdict
 from pathlib import Path
 from typing import Any
+
+import numpy as np
+from PIL import Image
 
 METRICS = (
     ("dice_oracle_mean", "Dice oracle"),
@@ -51,6 +56,32 @@ def load_runs(run_dirs: list[Path]) -> list[dict[str, Any]]:
     return rows
 
 
+def flag_all_dice(mask_dir: Path, size: int) -> float:
+    """Mean over masks of the Dice of predicting every pixel defective, 2a / (a + 1) for a mask
+    covering a fraction a, at ``size`` px (nearest-neighbour resize: close to, not exactly, the
+    harness's resize of the ground truth)."""
+    paths = sorted(mask_dir.glob("*.png"))
+    if not paths:
+        raise SystemExit(f"table2: no masks in {mask_dir}")
+    fractions = [
+        (np.asarray(Image.open(p).convert("L").resize((size, size), Image.NEAREST)) > 127).mean()
+        for p in paths
+    ]
+    return statistics.fmean(2 * a / (a + 1) for a in fractions)
+
+
+def flag_all_row(run_dirs: list[Path], rows: list[dict[str, Any]]) -> dict[str, list[float]]:
+    """Category -> per draw, the flag-every-pixel Dice (draws whose masks are not on disk skip)."""
+    size = rows[0]["image_size"]
+    out: dict[str, list[float]] = defaultdict(list)
+    for run_dir in run_dirs:
+        for dataset in sorted({r["dataset"] for r in rows}):
+            truth = run_dir / "datasets" / dataset / "ground_truth"
+            for category in sorted(p.name for p in truth.glob("*") if p.is_dir()):
+                out[category].append(flag_all_dice(truth / category, size))
+    return out
+
+
 def index(rows: list[dict[str, Any]]) -> dict[tuple[str, str], dict[str, dict[str, Any]]]:
     """(model, category) -> {draw (dataset name): row}."""
     table: dict[tuple[str, str], dict[str, dict[str, Any]]] = defaultdict(dict)
@@ -72,7 +103,9 @@ def _cell(values: list[float | None]) -> str:
     return f"{mean:.3f} ± {sd:.3f}"
 
 
-def main_table(table: dict, methods: list[str], categories: list[str]) -> list[str]:
+def main_table(
+    table: dict, methods: list[str], categories: list[str], flag_all: dict[str, list[float]]
+) -> list[str]:
     lines = []
     for key, label in METRICS:
         lines += [f"### {label}", "", "| method | " + " | ".join([*categories, "mean"]) + " |"]
@@ -81,6 +114,10 @@ def main_table(table: dict, methods: list[str], categories: list[str]) -> list[s
             cells = [_cell([r.get(key) for r in table[method, c].values()]) for c in categories]
             per_draw = _category_means(table, method, categories, key)
             lines.append(f"| {method} | " + " | ".join([*cells, _cell(per_draw)]) + " |")
+        if key == DICE and all(flag_all.get(c) for c in categories):
+            per_draw = [statistics.fmean(v) for v in zip(*(flag_all[c] for c in categories), strict=True)]
+            cells = [_cell(flag_all[c]) for c in categories]
+            lines.append("| *flag every pixel* | " + " | ".join([*cells, _cell(per_draw)]) + " |")
         lines.append("")
     return lines
 
@@ -236,7 +273,7 @@ def report(rows: list[dict[str, Any]], run_dirs: list[Path], command: str) -> st
             "",
             "## All metrics",
             "",
-            *main_table(table, methods, categories),
+            *main_table(table, methods, categories, flag_all_row(run_dirs, rows)),
             "## Cost (mean over draws and categories)",
             "",
             *costs(table, methods, categories),

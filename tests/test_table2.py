@@ -54,3 +54,23 @@ def test_verdict_needs_every_draw_beyond_the_spread() -> None:
     assert t2.verdict(table, "rrgi", "anogan", ["crack"])[0] == "cannot tell"
     text = t2.report(rows, [Path("x")], "cmd")
     assert "R-RGI beats rasl" in text and "**holds**" in text
+
+
+def test_flag_every_pixel_dice_from_the_masks_on_disk(tmp_path: Path) -> None:
+    import numpy as np
+    from PIL import Image
+
+    t2 = _table2()
+    truth = tmp_path / "run" / "datasets" / "a" / "ground_truth" / "crack"
+    truth.mkdir(parents=True)
+    half = np.zeros((8, 8), np.uint8)
+    half[:, :4] = 255  # a = 1/2 -> 2a / (a + 1) = 2/3
+    quarter = np.zeros((8, 8), np.uint8)
+    quarter[:4, :4] = 255  # a = 1/4 -> 2/5
+    Image.fromarray(half).save(truth / "000_mask.png")
+    Image.fromarray(quarter).save(truth / "001_mask.png")
+    assert abs(t2.flag_all_dice(truth, 4) - (2 / 3 + 2 / 5) / 2) < 1e-9
+    rows = [_row("rgi", "a", 0.3)]
+    assert t2.flag_all_row([tmp_path / "run"], rows) == {"crack": [t2.flag_all_dice(truth, 64)]}
+    text = t2.report(rows, [tmp_path / "run"], "cmd")
+    assert "| *flag every pixel* | 0.533 ± 0.000 | 0.533 ± 0.000 |" in text
