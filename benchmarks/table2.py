@@ -115,7 +115,8 @@ def main_table(
             per_draw = _category_means(table, method, categories, key)
             lines.append(f"| {method} | " + " | ".join([*cells, _cell(per_draw)]) + " |")
         if key == DICE and all(flag_all.get(c) for c in categories):
-            per_draw = [statistics.fmean(v) for v in zip(*(flag_all[c] for c in categories), strict=True)]
+            by_draw = zip(*(flag_all[c] for c in categories), strict=True)
+            per_draw = [statistics.fmean(v) for v in by_draw]
             cells = [_cell(flag_all[c]) for c in categories]
             lines.append("| *flag every pixel* | " + " | ".join([*cells, _cell(per_draw)]) + " |")
         lines.append("")
