@@ -71,6 +71,22 @@ def test_flag_every_pixel_dice_from_the_masks_on_disk(tmp_path: Path) -> None:
     Image.fromarray(quarter).save(truth / "001_mask.png")
     assert abs(t2.flag_all_dice(truth, 4) - (2 / 3 + 2 / 5) / 2) < 1e-9
     rows = [_row("rgi", "a", 0.3)]
-    assert t2.flag_all_row([tmp_path / "run"], rows) == {"crack": [t2.flag_all_dice(truth, 64)]}
+    expected = {"crack": {"a": t2.flag_all_dice(truth, 64)}}
+    assert t2.flag_all_row([tmp_path / "run"], rows) == expected
     text = t2.report(rows, [tmp_path / "run"], "cmd")
     assert "| *flag every pixel* | 0.533 ± 0.000 | 0.533 ± 0.000 |" in text
+
+
+def test_no_verdict_between_two_methods_that_score_like_flagging_every_pixel() -> None:
+    t2 = _table2()
+    rows = [_row("rrgi", d, v) for d, v in zip("abc", (0.105, 0.125, 0.115), strict=True)]
+    rows += [_row("rasl", d, v) for d, v in zip("abc", (0.08, 0.1, 0.09), strict=True)]
+    rows += [_row("draem", d, v) for d, v in zip("abc", (0.1025, 0.1225, 0.1125), strict=True)]
+    table = t2.index(rows)
+    chance = {"crack": {"a": 0.1, "b": 0.12, "c": 0.11}}
+    # 0.025 ahead of rasl in every draw, but neither is ahead of a constant map
+    result, evidence = t2.verdict(table, "rrgi", "rasl", ["crack"], chance)
+    assert result == "cannot tell" and "flagging every pixel" in evidence
+    assert t2.verdict(table, "rrgi", "rasl", ["crack"])[0] == "holds"  # chance unknown
+    # a constant 0.0025 lead has sd 0 but is below MIN_EFFECT: level
+    assert t2.verdict(table, "rrgi", "draem", ["crack"])[0] == "cannot tell"
