@@ -31,12 +31,17 @@ def _row(model: str, draw: str, dice: float, category: str = "crack") -> dict:
     }
 
 
+def _draws(model: str, values: tuple[float, ...]) -> list[dict]:
+    """One row per draw a, b, c."""
+    return [_row(model, d, v) for d, v in zip("abc", values, strict=True)]
+
+
 def test_lambda_cross_validation_picks_on_other_draws_only() -> None:
     t2 = _table2()
     # λ 0.1 is best on draws a and b, λ 0.02 only on c: c's score must come from 0.1 (picked on
     # a and on b), and the test draw's own best is never used for itself.
     dice = {"rgi": (0.1, 0.1, 0.1), "rgi_lam0.1": (0.5, 0.5, 0.2), "rgi_lam0.02": (0.2, 0.2, 0.9)}
-    rows = [_row(m, d, v) for m, vs in dice.items() for d, v in zip("abc", vs, strict=True)]
+    rows = [row for m, vs in dice.items() for row in _draws(m, vs)]
     scores, picks = t2.cross_validated(t2.index(rows), "rgi", "crack")
     assert scores[2] == 0.2  # draw c scored with 0.1, picked on a and b
     assert scores[0] == (0.5 + 0.2) / 2  # draw a: 0.1 picked on b, 0.02 picked on c
@@ -45,9 +50,9 @@ def test_lambda_cross_validation_picks_on_other_draws_only() -> None:
 
 def test_verdict_needs_every_draw_beyond_the_spread() -> None:
     t2 = _table2()
-    rows = [_row("rrgi", d, v) for d, v in zip("abc", (0.5, 0.6, 0.55), strict=True)]
-    rows += [_row("rasl", d, v) for d, v in zip("abc", (0.3, 0.35, 0.3), strict=True)]
-    rows += [_row("anogan", d, v) for d, v in zip("abc", (0.6, 0.4, 0.5), strict=True)]
+    rows = _draws("rrgi", (0.5, 0.6, 0.55))
+    rows += _draws("rasl", (0.3, 0.35, 0.3))
+    rows += _draws("anogan", (0.6, 0.4, 0.5))
     table = t2.index(rows)
     assert t2.verdict(table, "rrgi", "rasl", ["crack"])[0] == "holds"
     assert t2.verdict(table, "rasl", "rrgi", ["crack"])[0] == "does not hold"
@@ -79,9 +84,9 @@ def test_flag_every_pixel_dice_from_the_masks_on_disk(tmp_path: Path) -> None:
 
 def test_no_verdict_between_two_methods_that_score_like_flagging_every_pixel() -> None:
     t2 = _table2()
-    rows = [_row("rrgi", d, v) for d, v in zip("abc", (0.105, 0.125, 0.115), strict=True)]
-    rows += [_row("rasl", d, v) for d, v in zip("abc", (0.08, 0.1, 0.09), strict=True)]
-    rows += [_row("draem", d, v) for d, v in zip("abc", (0.1025, 0.1225, 0.1125), strict=True)]
+    rows = _draws("rrgi", (0.105, 0.125, 0.115))
+    rows += _draws("rasl", (0.08, 0.1, 0.09))
+    rows += _draws("draem", (0.1025, 0.1225, 0.1125))
     table = t2.index(rows)
     chance = {"crack": {"a": 0.1, "b": 0.12, "c": 0.11}}
     # 0.025 ahead of rasl in every draw, but neither is ahead of a constant map
