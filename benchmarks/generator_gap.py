@@ -105,6 +105,18 @@ METHODS = ("anogan", "rgi", "rrgi")
 VARIANTS: dict[str, dict[str, dict[str, Any]]] = {
     "default": {},
     "iter200": {m: {"iterations": 200} for m in METHODS},
+    # Shorter solves (R-RGI keeps fine-tuning for the last 40 % of its iterations, as at 50 / 20):
+    # a generator whose encoder start is already close may not need the default 50 steps.
+    "iter30": {
+        "anogan": {"iterations": 30},
+        "rgi": {"iterations": 30},
+        "rrgi": {"iterations": 30, "finetune_iterations": 12},
+    },
+    "iter20": {
+        "anogan": {"iterations": 20},
+        "rgi": {"iterations": 20},
+        "rrgi": {"iterations": 20, "finetune_iterations": 8},
+    },
     "init4096": {m: {"init_candidates": 4096} for m in METHODS},
     "ft40": {"rrgi": {"finetune_iterations": 40}},
     "ft20_lr1e-3": {"rrgi": {"lr_finetune": 1e-3}},
@@ -121,6 +133,8 @@ VARIANTS: dict[str, dict[str, dict[str, Any]]] = {
     # map), or the first layer and the first upsampling block (the 8×8 feature map).
     "ft_stem": {"rrgi": {"finetune_params": ["stem"]}},
     "ft_stem_lr1e-3": {"rrgi": {"finetune_params": ["stem"], "lr_finetune": 1e-3}},
+    # FastGAN: the skip-layer excitation gates (a per-channel modulation of the 16 and 32 px maps).
+    "ft_excite_lr1e-3": {"rrgi": {"finetune_params": ["excite"], "lr_finetune": 1e-3}},
     "ft_early": {"rrgi": {"finetune_params": ["stem", "blocks.0"]}},
     # RGI starts from the pool latent (or E(x)) with the best l2 fit, not the best robust fit.
     "start_l2": {"rgi": {"start_objective": "l2"}},
@@ -356,6 +370,7 @@ def run_recipe(args: argparse.Namespace, recipe: str) -> dict[str, Any]:
         "arch": arch,
         "train_images": len(train),
         "batch": args.batch,
+        "seed": args.seed,
         "threads": torch.get_num_threads(),
         "contrast": stats,
         "points": curve.points,
@@ -450,7 +465,8 @@ def _report(results: list[dict[str, Any]], command: str) -> str:
             + (f" (run `{res['source']}`)" if res.get("source") else ""),
             "",
             f"Generator: `{json.dumps(res['arch'])}`; {res['train_images']} training images, "
-            f"batch {res['batch']}, {res['threads']} threads; {res['n_normal']} normal test "
+            f"batch {res['batch']}, GAN seed {res.get('seed', 0)}, {res['threads']} threads; "
+            f"{res['n_normal']} normal test "
             f"images, {res['n_defect_per_category']} defect images per category. Defect "
             f"contrast (median): {contrast:.3f}."
             + (

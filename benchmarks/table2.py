@@ -23,6 +23,7 @@ and writes one Markdown report:
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import statistics
 import sys
@@ -58,6 +59,45 @@ def load_runs(run_dirs: list[Path]) -> list[dict[str, Any]]:
             raise SystemExit(f"table2: {path} not found (run the benchmark there first)")
         rows += json.loads(path.read_text())["rows"]
     return rows
+
+
+def _dataset_digest(run_dir: Path, dataset: str) -> str:
+    """SHA-256 over a draw's test images and masks (paths and bytes), as written in ``run_dir``."""
+    root = run_dir / "datasets" / dataset
+    paths = sorted([*root.glob("test/*/*.png"), *root.glob("ground_truth/*/*.png")])
+    if not paths:
+        raise SystemExit(f"table2: no test images under {root}")
+    digest = hashlib.sha256()
+    for path in paths:
+        digest.update(str(path.relative_to(root)).encode())
+        digest.update(path.read_bytes())
+    return digest.hexdigest()
+
+
+def merge_baselines(
+    rows: list[dict[str, Any]], run_dirs: list[Path], baseline_dirs: list[Path]
+) -> tuple[list[dict[str, Any]], list[str]]:
+    """``rows`` plus the rows of ``baseline_dirs`` for (model, draw) pairs ``rows`` lacks (e.g. the
+    generator-independent PatchCore, DRAEM and RASL rows of another config on the same draws).
+    A draw's rows are only taken when its test images and masks are byte-identical in both runs
+    (same build seed, same bytes); otherwise one error names the draw. Returns the merged rows and
+    the names of the models taken."""
+    here = {(r["model"], r["dataset"]) for r in rows}
+    digests = {
+        dataset: _dataset_digest(d, dataset)
+        for d in run_dirs
+        for dataset in {r["dataset"] for r in load_runs([d])}
+    }
+    taken: list[dict[str, Any]] = []
+    for baseline_dir in baseline_dirs:
+        for row in load_runs([baseline_dir]):
+            if (row["model"], row["dataset"]) in here or row["dataset"] not in digests:
+                continue
+            if _dataset_digest(baseline_dir, row["dataset"]) != digests[row["dataset"]]:
+                msg = f"table2: draw {row['dataset']} in {baseline_dir} differs from the run's"
+                raise SystemExit(msg)
+            taken.append(row)
+    return rows + taken, sorted({r["model"] for r in taken})
 
 
 def flag_all_dice(mask_dir: Path, size: int) -> float:
@@ -276,7 +316,9 @@ def costs(table: dict, methods: list[str], categories: list[str]) -> list[str]:
     return lines
 
 
-def report(rows: list[dict[str, Any]], run_dirs: list[Path], command: str) -> str:
+def report(
+    rows: list[dict[str, Any]], run_dirs: list[Path], command: str, taken: tuple[str, ...] = ()
+) -> str:
     table = index(rows)
     categories = list(dict.fromkeys(r["category"] for r in rows))
     methods = [m for m in MAIN_METHODS if (m, categories[0]) in table]
@@ -290,7 +332,13 @@ def report(rows: list[dict[str, Any]], run_dirs: list[Path], command: str) -> st
             f"Command: `{command}`. Runs: {', '.join(str(d) for d in run_dirs)}. Draws "
             f"(datasets): {', '.join(draws)}; {first['image_size']} px; {first['n_defect']} "
             f"defect images per category and {first['n_normal']} normal test images per draw. "
-            "Every cell: mean over draws ± sample standard deviation.",
+            "Every cell: mean over draws ± sample standard deviation."
+            + (
+                f" Rows of {', '.join(taken)}: from the `--baselines` runs of the same draws "
+                "(test images and masks byte-identical, checked)."
+                if taken
+                else ""
+            ),
             "",
             "## The paper's claims",
             "",
@@ -315,11 +363,18 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("run_dirs", nargs="+", type=Path)
     p.add_argument("--out", type=Path, help="write the report here (default: print it)")
+    p.add_argument(
+        "--baselines",
+        nargs="+",
+        type=Path,
+        default=[],
+        help="run dirs of the same draws whose rows fill in the models the runs lack",
+    )
     argv = sys.argv[1:] if argv is None else argv
     args = p.parse_args(argv)
-    text = report(
-        load_runs(args.run_dirs), args.run_dirs, "python benchmarks/table2.py " + " ".join(argv)
-    )
+    rows, taken = merge_baselines(load_runs(args.run_dirs), args.run_dirs, args.baselines)
+    command = "python benchmarks/table2.py " + " ".join(argv)
+    text = report(rows, args.run_dirs, command, tuple(taken))
     if args.out is None:
         print(text)
         return 0

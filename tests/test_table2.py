@@ -6,6 +6,8 @@ import importlib.util
 import json
 from pathlib import Path
 
+import pytest
+
 REPO = Path(__file__).resolve().parents[1]
 
 
@@ -95,3 +97,26 @@ def test_no_verdict_between_two_methods_that_score_like_flagging_every_pixel() -
     assert t2.verdict(table, "rrgi", "rasl", ["crack"])[0] == "holds"  # chance unknown
     # a constant 0.0025 lead has sd 0 but is below MIN_EFFECT: level
     assert t2.verdict(table, "rrgi", "draem", ["crack"])[0] == "cannot tell"
+
+
+def _run_dir(root: Path, rows: list[dict], mask_byte: int = 255) -> Path:
+    """A run directory with ``results.json`` and draw a's test image and mask on disk."""
+    root.mkdir()
+    (root / "results.json").write_text(json.dumps({"rows": rows}))
+    for sub, data in (("test/crack/000.png", b"img"), ("ground_truth/crack/000_mask.png", b"")):
+        path = root / "datasets" / "a" / sub
+        path.parent.mkdir(parents=True)
+        path.write_bytes(data + bytes([mask_byte]))
+    return root
+
+
+def test_baseline_rows_fill_in_only_missing_models_of_identical_draws(tmp_path: Path) -> None:
+    t2 = _table2()
+    run = _run_dir(tmp_path / "run", [_row("rgi", "a", 0.3)])
+    same = _run_dir(tmp_path / "same", [_row("rgi", "a", 0.9), _row("rasl", "a", 0.2)])
+    rows, taken = t2.merge_baselines(t2.load_runs([run]), [run], [same])
+    assert taken == ["rasl"]
+    assert {(r["model"], r["dice_oracle_mean"]) for r in rows} == {("rgi", 0.3), ("rasl", 0.2)}
+    other = _run_dir(tmp_path / "other", [_row("rasl", "a", 0.2)], mask_byte=0)
+    with pytest.raises(SystemExit, match=r"draw a in .*other differs"):
+        t2.merge_baselines(t2.load_runs([run]), [run], [other])
