@@ -13,17 +13,29 @@ from rgi_anomalib.models.gan_inversion.solver import InversionConfig
 
 
 def test_defaults_are_fast_and_paper_configs_load_the_paper_protocol() -> None:
-    """Defaults: the fast configuration of BENCHMARKS.md; configs/model/*_paper.yaml: Appendix G."""
+    """Defaults: the fast configuration of BENCHMARKS.md on the FastGAN tile generator
+    (docs/generator.md); whole images keep the 50-iteration solve; configs/model/*_paper.yaml:
+    Appendix G."""
     rgi, rrgi, anogan = Rgi(), RRgi(), AnoGan()
+    arch = rgi.hparams
+    assert (arch.backbone, arch.tile_size, arch.base_width, arch.latent_dim) == (
+        "fastgan",
+        32,
+        16,
+        64,
+    )
     assert (rgi.inversion.objective, rgi.inversion.lam) == ("rgi", 0.4)
     assert (rgi.inversion.mask_update, rgi.inversion.lr_schedule) == ("adam", "cosine")
-    assert rgi.inversion.iterations <= 100 and rgi.inversion.finetune_iterations == 0
+    assert rgi.inversion.iterations == 30 and rgi.inversion.finetune_iterations == 0
     assert (rrgi.inversion.lam, rrgi.inversion.lr_schedule) == (0.12, "cosine")
-    assert 0 < rrgi.inversion.finetune_iterations < rrgi.inversion.iterations <= 100
-    assert rrgi.inversion.lr_generator > 1e-5 and rrgi.inversion.finetune_params == ()
+    assert 0 < rrgi.inversion.finetune_iterations < rrgi.inversion.iterations == 30
+    assert rrgi.inversion.lr_generator > 1e-5 and rrgi.inversion.finetune_params == ("stem",)
     assert anogan.inversion.objective == "l2" and not anogan.inversion.uses_mask
-    assert anogan.inversion.iterations <= 100
+    assert anogan.inversion.iterations == 30
     assert rgi.inversion.lr_latent == 0.1
+    whole = {"tile_size": None, "visualizer": False}
+    assert Rgi(**whole).inversion.iterations == AnoGan(**whole).inversion.iterations == 50
+    assert RRgi(**whole).inversion.finetune_params == ()
 
     import yaml
 

@@ -189,7 +189,7 @@ def test_tile_rrgi_finetunes_the_first_layer_by_default_and_keeps_explicit_choic
     assert RRgi(**tiled, finetune_params=[]).inversion.finetune_params == ()
     assert RRgi(**tiled, finetune_params=["to_image"]).inversion.finetune_params == ("to_image",)
     assert RRgi(**tiled, preset="paper").inversion == InversionConfig.paper("rrgi")
-    assert RRgi(image_size=64, visualizer=False).inversion.finetune_params == ()
-    whole = Rgi(image_size=64, visualizer=False).inversion
-    assert whole.start_objective is None
-    assert Rgi(**tiled).inversion == dataclasses.replace(whole, start_objective="l2")
+    assert RRgi(image_size=64, tile_size=None, visualizer=False).inversion.finetune_params == ()
+    whole = Rgi(image_size=64, tile_size=None, visualizer=False).inversion
+    assert whole.start_objective is None and whole.iterations == 50
+    assert Rgi(**tiled).inversion == dataclasses.replace(whole, start_objective="l2", iterations=30)

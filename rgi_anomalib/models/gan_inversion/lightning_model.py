@@ -91,9 +91,11 @@ class GanInversionModule(GanTrainingMixin, ReconstructionReportMixin, LamCalibra
 
     Args:
         image_size: Working resolution (power of two, 32-256); inputs are resized to it.
-        latent_dim: Size of the latent vector z.
-        backbone: ``"dcgan"`` (default), ``"progan"`` (equalised lr, pixel norm, minibatch std) or
-            ``"fastgan"`` (GLU blocks with skip-layer excitation, networks.py).
+        latent_dim: Size of the latent vector z (per tile with ``tile_size``).
+        backbone: ``"fastgan"`` (default: GLU blocks with skip-layer excitation, networks.py),
+            ``"dcgan"`` (transposed convolutions) or ``"progan"`` (equalised lr, pixel norm,
+            minibatch std). The defaults (FastGAN, ``base_width`` 16, ``latent_dim`` 64, 32 px
+            tiles) are the recipe measured best on textured surfaces (docs/generator.md).
         base_width: Generator/discriminator channels at full resolution (doubling per halving).
         max_width: Upper bound on channels at low resolution.
         spectral_norm: Spectral normalisation in the discriminator (keeps training stable).
@@ -144,7 +146,9 @@ class GanInversionModule(GanTrainingMixin, ReconstructionReportMixin, LamCalibra
             compiler; compiles on the first test batch, ~5-25 s). Measured 1.6x faster per image
             at 128 px on CPU (BENCHMARKS_backends.md); off by default.
         tile_size: Train a generator of ``tile_size`` crops (power of two, >= 32) and invert
-            each image as overlapping tiles, one latent and mask per tile (None: whole images).
+            each image as overlapping tiles, one latent and mask per tile (32 by default;
+            None: whole images, e.g. for an object whose defect is a missing part: a tile
+            generator is measured on textured surfaces only).
         tile_stride: Step between tiles (None: the largest step <= 3/4 of a tile that tiles the
             image exactly); seams are averaged over the overlap.
         crops_per_image: Random crops taken from each training image per step (tiling only).
@@ -167,9 +171,9 @@ class GanInversionModule(GanTrainingMixin, ReconstructionReportMixin, LamCalibra
     def __init__(
         self,
         image_size: int = 64,
-        latent_dim: int = 128,
-        backbone: Backbone = "dcgan",
-        base_width: int = 32,
+        latent_dim: int = 64,
+        backbone: Backbone = "fastgan",
+        base_width: int = 16,
         max_width: int = 256,
         spectral_norm: bool = True,
         gan_loss: str = "nonsaturating",
@@ -198,7 +202,7 @@ class GanInversionModule(GanTrainingMixin, ReconstructionReportMixin, LamCalibra
         early_stop_patience: int | None = None,
         seed: int = 0,
         compile_generator: bool = False,
-        tile_size: int | None = None,
+        tile_size: int | None = 32,
         tile_stride: int | None = None,
         crops_per_image: int = 4,
         tile_finetune: str = "tile",
