@@ -29,7 +29,10 @@ def test_defaults_are_fast_and_paper_configs_load_the_paper_protocol() -> None:
     assert rgi.inversion.iterations == 30 and rgi.inversion.finetune_iterations == 0
     assert (rrgi.inversion.lam, rrgi.inversion.lr_schedule) == (0.12, "cosine")
     assert 0 < rrgi.inversion.finetune_iterations < rrgi.inversion.iterations == 30
-    assert rrgi.inversion.lr_generator > 1e-5 and rrgi.inversion.finetune_params == ("stem",)
+    assert rrgi.inversion.lr_generator > 1e-5 and rrgi.inversion.finetune_params == (
+        "norm_affine",
+        "to_image",
+    )
     assert anogan.inversion.objective == "l2" and not anogan.inversion.uses_mask
     assert anogan.inversion.iterations == 30
     assert rgi.inversion.lr_latent == 0.1

@@ -176,16 +176,18 @@ def test_a_checkpoint_without_encoder_is_refused_by_a_model_with_one_naming_the_
 
 
 def test_tile_rrgi_finetunes_the_first_layer_by_default_and_keeps_explicit_choices() -> None:
-    """With tiles, R-RGI's fast default fine-tunes only ``stem`` per tile (per-tile copies of
+    """With tiles, R-RGI's fast default fine-tunes only the normalisation scales/shifts and the
+    output layer per tile (per-tile copies of
     every weight cost 4-6x); an explicit list, the paper preset and whole images are unchanged."""
     from rgi_anomalib.models import Rgi, RRgi
 
     tiled = {"image_size": 64, "tile_size": 32, "visualizer": False}
-    assert RRgi(**tiled).inversion.finetune_params == ("stem",)
-    assert RRgi(**tiled).inversion.lr_generator == 1e-3
+    assert RRgi(**tiled).inversion.finetune_params == ("norm_affine", "to_image")
+    assert RRgi(**tiled).inversion.lr_generator == 1e-2
     assert Rgi(**tiled).inversion.start_objective == RRgi(**tiled).inversion.start_objective == "l2"
     assert Rgi(**tiled, start_objective="rgi").inversion.start_objective == "rgi"
-    assert RRgi(**tiled).hparams.finetune_params == ["stem"]  # stored: a checkpoint keeps it
+    stored = ["norm_affine", "to_image"]
+    assert RRgi(**tiled).hparams.finetune_params == stored  # stored: a checkpoint keeps it
     assert RRgi(**tiled, finetune_params=[]).inversion.finetune_params == ()
     assert RRgi(**tiled, finetune_params=["to_image"]).inversion.finetune_params == ("to_image",)
     assert RRgi(**tiled, preset="paper").inversion == InversionConfig.paper("rrgi")

@@ -130,8 +130,9 @@ class GanInversionModule(GanTrainingMixin, ReconstructionReportMixin, LamCalibra
             ``["to_image", "blocks.3"]``, and ``"norm_affine"``: the scale and shift of every
             normalisation layer (a per-channel modulation of each feature map, as cheap as a
             plain solve). Empty: all of them. None: all of them, and with ``tile_size`` only
-            ``["stem"]``, the first layer, at ``lr_finetune`` 1e-3 (per-tile copies of every
-            weight cost 4-6x; docs/generator.md).
+            ``["norm_affine", "to_image"]`` at ``lr_finetune`` 1e-2 (per-tile copies of every
+            weight cost 4-6x; the DCGAN tile generator was measured with ``["stem"]``, the
+            first layer, at 1e-3; docs/generator.md).
         lr_schedule: ``"constant"`` or ``"cosine"`` (z and M learning rates decay to 0 over the
             solve); None: the method's default.
         init_candidates: Size of the seeded pool from which each image's z starts.
