@@ -34,7 +34,7 @@ REPO = Path(__file__).resolve().parents[1]
 # Every recipe states its encoder_weight: the plain-GAN recipes were measured before the models'
 # default became 10, and keep their meaning.
 # Each recipe pins what the models' defaults have since changed (backbone, tiles, the tile solve's
-# 30 iterations), so that it keeps meaning what was measured.
+# 30 iterations and R-RGI's per-tile weights), so that it keeps meaning what was measured.
 _DCGAN = {
     "latent_dim": 128,
     "backbone": "dcgan",
@@ -50,6 +50,8 @@ _TILE32 = {
     "tile_size": 32,
     "crops_per_image": 4,
     "iterations": 50,
+    "finetune_params": ["stem"],
+    "lr_finetune": 1e-3,
 }
 # Generator weights R-RGI may fine-tune per tile (32 px tile generator): the BatchNorm scales and
 # shifts and the output layer (1.8k per tile), or the last block and the output layer (34k per
@@ -160,18 +162,18 @@ VARIANTS: dict[str, dict[str, dict[str, Any]]] = {
     "ft_image": {"rrgi": {"tile_finetune": "image"}},
     "ft_image_lr1e-3": {"rrgi": {"tile_finetune": "image", "lr_finetune": 1e-3}},
     # R-RGI fine-tunes only some weights per tile (see _AFFINE, _LAST), at several rates.
-    "ft_affine": {"rrgi": {"finetune_params": _AFFINE}},
+    "ft_affine": {"rrgi": {"finetune_params": _AFFINE, "lr_finetune": 2e-4}},
     "ft_affine_lr1e-3": {"rrgi": {"finetune_params": _AFFINE, "lr_finetune": 1e-3}},
     "ft_affine_lr1e-2": {"rrgi": {"finetune_params": _AFFINE, "lr_finetune": 1e-2}},
-    "ft_last": {"rrgi": {"finetune_params": _LAST}},
+    "ft_last": {"rrgi": {"finetune_params": _LAST, "lr_finetune": 2e-4}},
     "ft_last_lr1e-3": {"rrgi": {"finetune_params": _LAST, "lr_finetune": 1e-3}},
     # ... or only the first layer (z -> the 4×4 feature map: per tile, a free 4×4×256 feature
     # map), or the first layer and the first upsampling block (the 8×8 feature map).
-    "ft_stem": {"rrgi": {"finetune_params": ["stem"]}},
+    "ft_stem": {"rrgi": {"finetune_params": ["stem"], "lr_finetune": 2e-4}},
     "ft_stem_lr1e-3": {"rrgi": {"finetune_params": ["stem"], "lr_finetune": 1e-3}},
     # FastGAN: the skip-layer excitation gates (a per-channel modulation of the 16 and 32 px maps).
     "ft_excite_lr1e-3": {"rrgi": {"finetune_params": ["excite"], "lr_finetune": 1e-3}},
-    "ft_early": {"rrgi": {"finetune_params": ["stem", "blocks.0"]}},
+    "ft_early": {"rrgi": {"finetune_params": ["stem", "blocks.0"], "lr_finetune": 2e-4}},
     # RGI starts from the pool latent (or E(x)) with the best l2 fit, not the best robust fit.
     "start_l2": {"rgi": {"start_objective": "l2"}},
     # Both: what the tile generators' defaults became on 2026-12-05 (RGI: start_l2).
@@ -531,8 +533,9 @@ def _report(results: list[dict[str, Any]], command: str) -> str:
 def time_recipes(args: argparse.Namespace) -> dict[str, Any]:
     """Inversion cost of every recipe, side by side in one process (weights do not change the
     cost): seconds per image of each method's default solve, batch ``--batch``, after a warm-up.
-    The recipes take turns over ``--timing-rounds`` rounds and each keeps its median, so that a
-    load that changes during the run (the other core's jobs) falls on all of them alike."""
+    Seconds are the process's CPU time (one torch thread: the solve's own work, which other jobs
+    on the machine's cores barely change); the recipes take turns over ``--timing-rounds`` rounds
+    and each keeps its median."""
     from rgi_anomalib.utils import atomic_path
 
     images = _load(sorted((_dataset(args) / "test" / "good").glob("*.png"))[: args.batch])
@@ -550,7 +553,11 @@ def time_recipes(args: argparse.Namespace) -> dict[str, Any]:
             for name in ("rgi", "rrgi"):
                 if round_ == 0:
                     _solve(models[recipe][name], images[:2], batch=2)  # warm-up: pool, allocations
-                *_, s = _solve(models[recipe][name], images, batch=len(images))
+                # CPU time of this process, not wall time: with one torch thread it is the
+                # solve's own work, whatever else the machine's cores are running meanwhile.
+                start = time.process_time()
+                _solve(models[recipe][name], images, batch=len(images))
+                s = (time.process_time() - start) / len(images)
                 seconds.setdefault(f"{recipe}_{name}_s_per_image", []).append(round(s, 3))
                 print(f"round {round_} {recipe} {name}: {s:.3f} s/image", flush=True)
     for key, values in seconds.items():
@@ -565,7 +572,8 @@ def time_recipes(args: argparse.Namespace) -> dict[str, Any]:
 def _timing_report(timing: dict[str, Any]) -> list[str]:
     lines = [
         f"## Inversion cost at {timing['size']} px (one run, batch {timing['batch']}, "
-        f"{timing['threads']} threads, median of {timing.get('rounds', 1)} alternated rounds)",
+        f"{timing['threads']} threads, median of {timing.get('rounds', 1)} alternated rounds; "
+        "CPU seconds since 2026-12-05, wall seconds before)",
         "",
         "| recipe | RGI s/image | R-RGI s/image | RGI vs dcgan | R-RGI vs dcgan |",
         "|---|---|---|---|---|",
