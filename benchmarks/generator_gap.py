@@ -621,6 +621,11 @@ def main(argv: list[str] | None = None) -> int:
         "--timing-only", action="store_true", help="time the recipes' solves, train nothing"
     )
     p.add_argument(
+        "--report-only",
+        action="store_true",
+        help="only write --report from the results already in --report-from (or --work)",
+    )
+    p.add_argument(
         "--timing-rounds", type=int, default=1, help="rounds in which the recipes take turns"
     )
     p.add_argument(
@@ -630,12 +635,12 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     torch.set_num_threads(args.threads)
     args.work.mkdir(parents=True, exist_ok=True)
-    for recipe in [] if args.timing_only else args.recipe:
+    for recipe in [] if args.timing_only or args.report_only else args.recipe:
         if not args.variant:
             run_recipe(args, recipe)
         for variant in args.variant:
             run_variant(args, recipe, variant)
-    if args.timing or args.timing_only:
+    if (args.timing or args.timing_only) and not args.report_only:
         time_recipes(args)
     if args.report:
         from rgi_anomalib.utils import atomic_path
