@@ -544,6 +544,7 @@ def time_recipes(args: argparse.Namespace) -> dict[str, Any]:
         "batch": len(images),
         "threads": args.threads,
         "rounds": args.timing_rounds,
+        "clock": "process CPU",
     }
     recipes = list(dict.fromkeys(["dcgan", *args.recipe]))  # dcgan: the reference cost
     models = {r: _models({"image_size": args.size, **RECIPES[r]}) for r in recipes}
@@ -572,8 +573,8 @@ def time_recipes(args: argparse.Namespace) -> dict[str, Any]:
 def _timing_report(timing: dict[str, Any]) -> list[str]:
     lines = [
         f"## Inversion cost at {timing['size']} px (one run, batch {timing['batch']}, "
-        f"{timing['threads']} threads, median of {timing.get('rounds', 1)} alternated rounds; "
-        "CPU seconds since 2026-12-05, wall seconds before)",
+        f"{timing['threads']} threads, median of {timing.get('rounds', 1)} alternated rounds, "
+        f"{timing.get('clock', 'wall')} seconds)",
         "",
         "| recipe | RGI s/image | R-RGI s/image | RGI vs dcgan | R-RGI vs dcgan |",
         "|---|---|---|---|---|",
@@ -633,6 +634,8 @@ def main(argv: list[str] | None = None) -> int:
     )
     argv = sys.argv[1:] if argv is None else argv
     args = p.parse_args(argv)
+    if args.timing_rounds < 1:
+        p.error(f"--timing-rounds must be >= 1, got {args.timing_rounds}")
     torch.set_num_threads(args.threads)
     args.work.mkdir(parents=True, exist_ok=True)
     for recipe in [] if args.timing_only or args.report_only else args.recipe:

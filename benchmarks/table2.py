@@ -90,12 +90,14 @@ def merge_baselines(
     }
     taken: list[dict[str, Any]] = []
     for baseline_dir in baseline_dirs:
+        checked: set[str] = set()  # hash each draw of a baseline run once, not once per row
         for row in load_runs([baseline_dir]):
-            if (row["model"], row["dataset"]) in here or row["dataset"] not in digests:
+            draw = row["dataset"]
+            if (row["model"], draw) in here or draw not in digests:
                 continue
-            if _dataset_digest(baseline_dir, row["dataset"]) != digests[row["dataset"]]:
-                msg = f"table2: draw {row['dataset']} in {baseline_dir} differs from the run's"
-                raise SystemExit(msg)
+            if draw not in checked and _dataset_digest(baseline_dir, draw) != digests[draw]:
+                raise SystemExit(f"table2: draw {draw} in {baseline_dir} differs from the run's")
+            checked.add(draw)
             taken.append(row)
     return rows + taken, sorted({r["model"] for r in taken})
 
