@@ -225,3 +225,24 @@ def test_cli_datasets_selects_by_name(tmp_path: Path, capsys: pytest.CaptureFixt
     assert main(["--config", str(_write(tmp_path, data)), "--datasets", "d", "x"]) == 2
     assert "--datasets x: not in the config (it has ['d', 'e'])" in capsys.readouterr().err
     assert not (tmp_path / "run").exists()
+
+
+def test_cli_models_selects_by_name(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    from rgi_anomalib.benchmark.cli import _select_models
+
+    data = _base(tmp_path)
+    data["models"] += [
+        {"name": "rrgi", "fit_from": "rgi", "init_args": {"max_epochs": 1}},
+        {"name": "anogan", "init_args": {"max_epochs": 1}},
+    ]
+    cfg = parse_config(data, base_dir=tmp_path)
+    assert [m.name for m in _select_models(cfg.models, ["anogan", "rgi", "rrgi"])] == [
+        "rgi",
+        "rrgi",
+        "anogan",
+    ]
+    with pytest.raises(ConfigError, match="'rrgi' loads the weights of 'rgi'"):
+        _select_models(cfg.models, ["rrgi"])
+    assert main(["--config", str(_write(tmp_path, data)), "--models", "rgi", "x"]) == 2
+    assert "--models x: not in the config" in capsys.readouterr().err
+    assert not (tmp_path / "run").exists()

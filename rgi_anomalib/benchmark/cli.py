@@ -48,6 +48,12 @@ def _parser() -> argparse.ArgumentParser:
         help="run only these datasets of the config (e.g. one per process, in parallel)",
     )
     p.add_argument(
+        "--models",
+        nargs="+",
+        metavar="NAME",
+        help="run only these models of the config (a model's fit_from must be among them)",
+    )
+    p.add_argument(
         "--keep-checkpoints",
         action="store_true",
         help="keep each fitted model's checkpoint under RUN_DIR/work (off by default: a DRAEM "
@@ -187,6 +193,21 @@ def _select_datasets(datasets: list[Any], names: Sequence[str]) -> list[Any]:
     return [d for d in datasets if d.name in names]
 
 
+def _select_models(models: list[Any], names: Sequence[str]) -> list[Any]:
+    known = [m.name for m in models]
+    unknown = [n for n in names if n not in known]
+    if unknown:
+        raise ConfigError(f"--models {' '.join(unknown)}: not in the config (it has {known})")
+    chosen = [m for m in models if m.name in names]
+    for spec in chosen:
+        if spec.fit_from is not None and spec.fit_from not in names:
+            raise ConfigError(
+                f"--models: {spec.name!r} loads the weights of {spec.fit_from!r} (fit_from); "
+                f"add {spec.fit_from!r} to --models"
+            )
+    return chosen
+
+
 def _run_config(args: argparse.Namespace) -> list[dict[str, Any]]:
     set_malloc_mmap_threshold()  # before torch allocates: keeps PatchCore's memory low
     cfg = load_config(args.config)
@@ -196,6 +217,8 @@ def _run_config(args: argparse.Namespace) -> list[dict[str, Any]]:
         cfg.seeds = list(args.seeds)
     if args.datasets:
         cfg.datasets = _select_datasets(cfg.datasets, args.datasets)
+    if args.models:
+        cfg.models = _select_models(cfg.models, args.models)
     cfg.keep_checkpoints = cfg.keep_checkpoints or args.keep_checkpoints
     _check_sources(cfg)
     _prepare_run_dir(cfg.run_dir, args.overwrite)
