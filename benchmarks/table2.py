@@ -45,6 +45,7 @@ METRICS = (
 DICE = "dice_oracle_mean"
 MAIN_METHODS = ("rgi", "rrgi", "anogan", "rgi_auto", "rrgi_auto", "patchcore", "draem", "rasl")
 LARGE = "mixed_large"
+BASELINE_MODELS = ("patchcore", "draem", "rasl")  # the rows that do not use the generator
 # A Dice difference smaller than this is called level whatever its spread: with 2-3 draws a
 # near-constant difference has a tiny sd, and 0.001 Dice would otherwise "hold".
 MIN_EFFECT = 0.01
@@ -75,10 +76,14 @@ def _dataset_digest(run_dir: Path, dataset: str) -> str:
 
 
 def merge_baselines(
-    rows: list[dict[str, Any]], run_dirs: list[Path], baseline_dirs: list[Path]
+    rows: list[dict[str, Any]],
+    run_dirs: list[Path],
+    baseline_dirs: list[Path],
+    models: tuple[str, ...] = BASELINE_MODELS,
 ) -> tuple[list[dict[str, Any]], list[str]]:
-    """``rows`` plus the rows of ``baseline_dirs`` for (model, draw) pairs ``rows`` lacks (e.g. the
-    generator-independent PatchCore, DRAEM and RASL rows of another config on the same draws).
+    """``rows`` plus the rows of ``baseline_dirs`` for (model, draw) pairs ``rows`` lacks, of the
+    given ``models`` only (by default the generator-independent PatchCore, DRAEM and RASL: another
+    config's GAN rows, e.g. its λ grid, were solved on another generator and must not mix in).
     A draw's rows are only taken when its test images and masks are byte-identical in both runs
     (same build seed, same bytes); otherwise one error names the draw. Returns the merged rows and
     the names of the models taken."""
@@ -93,7 +98,7 @@ def merge_baselines(
         checked: set[str] = set()  # hash each draw of a baseline run once, not once per row
         for row in load_runs([baseline_dir]):
             draw = row["dataset"]
-            if (row["model"], draw) in here or draw not in digests:
+            if row["model"] not in models or (row["model"], draw) in here or draw not in digests:
                 continue
             if draw not in checked and _dataset_digest(baseline_dir, draw) != digests[draw]:
                 raise SystemExit(f"table2: draw {draw} in {baseline_dir} differs from the run's")
@@ -318,8 +323,42 @@ def costs(table: dict, methods: list[str], categories: list[str]) -> list[str]:
     return lines
 
 
+def gan_seed_table(table: dict, other: dict, categories: list[str]) -> list[str]:
+    """Per method and draw both runs have: the category-mean oracle Dice and gap with the main
+    run's GAN seed and with another (same draw, same test images), their difference, and the
+    sd over draws of the main run for scale."""
+    lines = [
+        "| method | draw | Dice, this seed / other seed (Δ) | gap, this / other | "
+        "sd of Dice over draws |",
+        "|---|---|---|---|---|",
+    ]
+    for method in MAIN_METHODS:
+        if (method, categories[0]) not in other or (method, categories[0]) not in table:
+            continue
+        draws = sorted(set(table[method, categories[0]]) & set(other[method, categories[0]]))
+        spread = _mean_sd([v for v in _category_means(table, method, categories, DICE) if v])[1]
+        for draw in draws:
+            dice = [
+                statistics.fmean(t[method, c][draw][DICE] for c in categories)
+                for t in (table, other)
+            ]
+            gap = [
+                statistics.fmean(t[method, c][draw]["gap_rmse"] for c in categories)
+                for t in (table, other)
+            ]
+            lines.append(
+                f"| {method} | {draw} | {dice[0]:.3f} / {dice[1]:.3f} ({dice[1] - dice[0]:+.3f}) "
+                f"| {gap[0]:.3f} / {gap[1]:.3f} | {spread:.3f} |"
+            )
+    return lines
+
+
 def report(
-    rows: list[dict[str, Any]], run_dirs: list[Path], command: str, taken: tuple[str, ...] = ()
+    rows: list[dict[str, Any]],
+    run_dirs: list[Path],
+    command: str,
+    taken: tuple[str, ...] = (),
+    other_seed: list[dict[str, Any]] | None = None,
 ) -> str:
     table = index(rows)
     categories = list(dict.fromkeys(r["category"] for r in rows))
@@ -357,8 +396,24 @@ def report(
             "",
             *costs(table, methods, categories),
             "",
+            *(_gan_seed_section(table, other_seed, categories) if other_seed else []),
         ]
     )
+
+
+def _gan_seed_section(
+    table: dict, other_seed: list[dict[str, Any]], categories: list[str]
+) -> list[str]:
+    seeds = sorted({r["seed"] for r in other_seed})
+    return [
+        f"## Another GAN seed ({', '.join(map(str, seeds))}) on the same draws",
+        "",
+        "The same config trained with another seed (`--seeds`), tested on the same test images: "
+        "how much of a difference between methods the generator's training run alone can make.",
+        "",
+        *gan_seed_table(table, index(other_seed), categories),
+        "",
+    ]
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -372,11 +427,30 @@ def main(argv: list[str] | None = None) -> int:
         default=[],
         help="run dirs of the same draws whose rows fill in the models the runs lack",
     )
+    p.add_argument(
+        "--baseline-models",
+        nargs="+",
+        default=list(BASELINE_MODELS),
+        help="models --baselines may fill in (default: %(default)s, which use no generator)",
+    )
+    p.add_argument(
+        "--gan-seed-runs",
+        nargs="+",
+        type=Path,
+        default=[],
+        help="run dirs of the same config and draws trained with another seed (--seeds): "
+        "reported beside the main run, not averaged into it",
+    )
     argv = sys.argv[1:] if argv is None else argv
     args = p.parse_args(argv)
-    rows, taken = merge_baselines(load_runs(args.run_dirs), args.run_dirs, args.baselines)
+    rows, taken = merge_baselines(
+        load_runs(args.run_dirs), args.run_dirs, args.baselines, tuple(args.baseline_models)
+    )
+    other_seed = None
+    if args.gan_seed_runs:
+        other_seed, _ = merge_baselines([], args.run_dirs, args.gan_seed_runs, MAIN_METHODS)
     command = "python benchmarks/table2.py " + " ".join(argv)
-    text = report(rows, args.run_dirs, command, tuple(taken))
+    text = report(rows, args.run_dirs, command, tuple(taken), other_seed)
     if args.out is None:
         print(text)
         return 0

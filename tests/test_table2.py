@@ -120,3 +120,27 @@ def test_baseline_rows_fill_in_only_missing_models_of_identical_draws(tmp_path: 
     other = _run_dir(tmp_path / "other", [_row("rasl", "a", 0.2)], mask_byte=0)
     with pytest.raises(SystemExit, match=r"draw a in .*other differs"):
         t2.merge_baselines(t2.load_runs([run]), [run], [other])
+
+
+def test_baselines_never_mix_in_another_generator_s_gan_rows(tmp_path: Path) -> None:
+    t2 = _table2()
+    run = _run_dir(tmp_path / "run", [_row("rgi", "a", 0.3)])
+    base = _run_dir(tmp_path / "base", [_row("rgi_lam0.1", "a", 0.9), _row("draem", "a", 0.2)])
+    _, taken = t2.merge_baselines(t2.load_runs([run]), [run], [base])
+    assert taken == ["draem"]  # the λ-grid row was solved on the other run's generator
+    _, taken = t2.merge_baselines(t2.load_runs([run]), [run], [base], ("rgi_lam0.1",))
+    assert taken == ["rgi_lam0.1"]
+
+
+def test_gan_seed_table_pairs_the_same_draw(tmp_path: Path) -> None:
+    t2 = _table2()
+    main = [
+        {**_row(m, d, v, c), "gap_rmse": 0.05}
+        for m in ("rgi", "anogan")
+        for d, v in (("a", 0.2), ("b", 0.4))
+        for c in ("crack", "scratch")
+    ]
+    other = [{**_row("rgi", "a", 0.5, c), "gap_rmse": 0.03} for c in ("crack", "scratch")]
+    lines = t2.gan_seed_table(t2.index(main), t2.index(other), ["crack", "scratch"])
+    assert len(lines) == 3  # header, rule, rgi on draw a (anogan has no other seed; b neither)
+    assert lines[2] == "| rgi | a | 0.200 / 0.500 (+0.300) | 0.050 / 0.030 | 0.141 |"
