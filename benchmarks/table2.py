@@ -336,7 +336,8 @@ def gan_seed_table(table: dict, other: dict, categories: list[str]) -> list[str]
         if (method, categories[0]) not in other or (method, categories[0]) not in table:
             continue
         draws = sorted(set(table[method, categories[0]]) & set(other[method, categories[0]]))
-        spread = _mean_sd([v for v in _category_means(table, method, categories, DICE) if v])[1]
+        means = _category_means(table, method, categories, DICE)
+        spread = _mean_sd([v for v in means if v is not None])[1]
         for draw in draws:
             dice = [
                 statistics.fmean(t[method, c][draw][DICE] for c in categories)
