@@ -175,7 +175,7 @@ def test_a_checkpoint_without_encoder_is_refused_by_a_model_with_one_naming_the_
     Rgi(**arch, encoder_weight=0.0).on_load_checkpoint(checkpoint)  # matching: accepted
 
 
-def test_tile_rrgi_finetunes_the_first_layer_by_default_and_keeps_explicit_choices() -> None:
+def test_tile_rrgi_finetunes_norm_affine_and_output_by_default_keeps_explicit_choices() -> None:
     """With tiles, R-RGI's fast default fine-tunes only the normalisation scales/shifts and the
     output layer per tile (per-tile copies of
     every weight cost 4-6x); an explicit list, the paper preset and whole images are unchanged."""

@@ -185,20 +185,21 @@ def _check_sources(cfg: BenchmarkConfig) -> None:
             )
 
 
-def _select_datasets(datasets: list[Any], names: Sequence[str]) -> list[Any]:
-    known = [d.name for d in datasets]
+def _select(entries: list[Any], names: Sequence[str], flag: str) -> list[Any]:
+    """The config's entries named in ``names`` (config order); one error names unknown ones."""
+    known = [e.name for e in entries]
     unknown = [n for n in names if n not in known]
     if unknown:
-        raise ConfigError(f"--datasets {' '.join(unknown)}: not in the config (it has {known})")
-    return [d for d in datasets if d.name in names]
+        raise ConfigError(f"{flag} {' '.join(unknown)}: not in the config (it has {known})")
+    return [e for e in entries if e.name in names]
+
+
+def _select_datasets(datasets: list[Any], names: Sequence[str]) -> list[Any]:
+    return _select(datasets, names, "--datasets")
 
 
 def _select_models(models: list[Any], names: Sequence[str]) -> list[Any]:
-    known = [m.name for m in models]
-    unknown = [n for n in names if n not in known]
-    if unknown:
-        raise ConfigError(f"--models {' '.join(unknown)}: not in the config (it has {known})")
-    chosen = [m for m in models if m.name in names]
+    chosen = _select(models, names, "--models")
     for spec in chosen:
         if spec.fit_from is not None and spec.fit_from not in names:
             raise ConfigError(
