@@ -296,7 +296,14 @@ def verdict(
     return {"ahead": "holds", "behind": "does not hold", "level": "cannot tell"}[result], text
 
 
-def claims(table: dict, categories: list[str], flag_all: dict | None = None) -> list[str]:
+def claims(
+    table: dict,
+    categories: list[str],
+    flag_all: dict | None = None,
+    other_seed: tuple[str, dict] | None = None,
+) -> list[str]:
+    """One line per claim of the paper with its verdict; with ``other_seed`` (a label and a table
+    of the same draws whose GAN rows come from another GAN seed) also the verdict there."""
     checks = []
     if LARGE in categories:
         checks.append(("RGI beats AnoGAN clearly on large defects", "rgi", "anogan", [LARGE]))
@@ -305,12 +312,34 @@ def claims(table: dict, categories: list[str], flag_all: dict | None = None) -> 
             checks.append((f"R-RGI improves on {other} ({c})", "rrgi", other, [c]))
     for other in ("rasl", "draem", "patchcore"):
         checks.append((f"R-RGI beats {other} (mean over categories)", "rrgi", other, categories))
-    lines = ["| claim | verdict | evidence (oracle Dice) |", "|---|---|---|"]
+    head = ["claim", "verdict", "evidence (oracle Dice)"]
+    if other_seed is not None:
+        head += [f"verdict, {other_seed[0]}", f"evidence, {other_seed[0]}"]
+    lines = ["| " + " | ".join(head) + " |", "|---" * len(head) + "|"]
     for text, better, worse, cats in checks:
         if (better, cats[0]) in table and (worse, cats[0]) in table:
             result, evidence = verdict(table, better, worse, cats, flag_all)
-            lines.append(f"| {text} | **{result}** | {evidence} |")
+            cells = [text, f"**{result}**", evidence]
+            if other_seed is not None:
+                result, evidence = verdict(other_seed[1], better, worse, cats, flag_all)
+                cells += [f"**{result}**", evidence]
+            lines.append("| " + " | ".join(cells) + " |")
     return lines
+
+
+def other_seed_table(
+    rows: list[dict[str, Any]], other_seed: list[dict[str, Any]]
+) -> tuple[str, dict] | None:
+    """The table of another GAN seed's runs, completed with this run's rows of the models they
+    lack (the generator-free baselines, the same whatever the GAN seed), when they cover every
+    draw of this run; else None (a verdict needs the same paired draws)."""
+    draws = {r["dataset"] for r in rows}
+    if not other_seed or {r["dataset"] for r in other_seed} != draws:
+        return None
+    theirs = {r["model"] for r in other_seed}
+    seeds = ", ".join(str(s) for s in sorted({r["seed"] for r in other_seed}))
+    merged = other_seed + [r for r in rows if r["model"] not in theirs]
+    return f"GAN seed {seeds}", index(merged)
 
 
 def costs(table: dict, methods: list[str], categories: list[str]) -> list[str]:
@@ -384,7 +413,7 @@ def report(
             "",
             "## The paper's claims",
             "",
-            *claims(table, categories, flag_all),
+            *claims(table, categories, flag_all, other_seed_table(rows, other_seed or [])),
             "",
             "## λ: the paper's, without labels, by labelled cross-validation",
             "",

@@ -144,3 +144,20 @@ def test_gan_seed_table_pairs_the_same_draw(tmp_path: Path) -> None:
     lines = t2.gan_seed_table(t2.index(main), t2.index(other), ["crack", "scratch"])
     assert len(lines) == 3  # header, rule, rgi on draw a (anogan has no other seed; b neither)
     assert lines[2] == "| rgi | a | 0.200 / 0.500 (+0.300) | 0.050 / 0.030 | 0.141 |"
+
+
+def test_claims_also_judged_with_the_other_gan_seed_on_the_same_draws() -> None:
+    t2 = _table2()
+    rows = [
+        {**r, "seed": 0}
+        for r in _draws("rrgi", (0.30, 0.31, 0.32)) + _draws("rasl", (0.10, 0.10, 0.11))
+    ]
+    other = [{**r, "seed": 1} for r in _draws("rrgi", (0.10, 0.12, 0.11))]
+    label, table = t2.other_seed_table(rows, other)
+    assert label == "GAN seed 1"
+    assert set(table["rasl", "crack"]) == {"a", "b", "c"}  # the baseline does not need a GAN
+    lines = t2.claims(t2.index(rows), ["crack"], None, (label, table))
+    rasl = next(line for line in lines if "beats rasl" in line)
+    assert "| **holds** |" in rasl and "| **cannot tell** |" in rasl
+    # a verdict needs every draw: another seed on one draw only gets no column
+    assert t2.other_seed_table(rows, other[:1]) is None
