@@ -87,10 +87,13 @@ def test_cli_existing_run_dir(tmp_path: Path, capsys: pytest.CaptureFixture) -> 
     (tmp_path / "run").mkdir()
     (tmp_path / "run" / "keep.txt").write_text("mine")
     assert main(["--config", str(_write(tmp_path, data))]) == 2
-    assert "already exists; pass --overwrite" in capsys.readouterr().err
-    # --overwrite still refuses a directory this tool did not write
-    assert main(["--config", str(_write(tmp_path, data)), "--overwrite"]) == 2
-    assert "not written by rgi-anomalib benchmark" in capsys.readouterr().err
+    assert "already exists; pass --resume to go on with it, --overwrite" in capsys.readouterr().err
+    # --overwrite and --resume still refuse a directory this tool did not write
+    for flag in ("--overwrite", "--resume"):
+        assert main(["--config", str(_write(tmp_path, data)), flag]) == 2
+        assert "not written by rgi-anomalib benchmark" in capsys.readouterr().err
+    assert main(["--config", str(_write(tmp_path, data)), "--overwrite", "--resume"]) == 2
+    assert "contradict each other" in capsys.readouterr().err
     assert (tmp_path / "run" / "keep.txt").read_text() == "mine"
 
 

@@ -78,6 +78,30 @@ def test_benchmark_command_end_to_end(tmp_path: Path) -> None:
         check=False,
     )
     assert again.returncode == 2 and "already exists" in again.stderr
+    # An interrupted run goes on: anogan's unit lost its rows, rgi's fit is not repeated.
+    work = run_dir / "work"
+    assert (work / "rgi_tiny_seed0" / "fitted.pt").is_file()  # anogan loads these weights
+    assert not (work / "anogan_tiny_seed0" / "fitted.pt").exists()  # nothing loads anogan's
+    (work / "anogan_tiny_seed0" / "done.json").unlink()
+    resumed = subprocess.run(
+        [str(SCRIPT), "benchmark", "--config", str(path), "--resume"],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+        check=False,
+    )
+    assert resumed.returncode == 0, resumed.stdout[-3000:] + resumed.stderr[-3000:]
+    assert "rgi · tiny · seed 0: finished by an earlier run" in resumed.stdout
+    assert "--resume: 1 of 2 model runs reused" in resumed.stdout
+    again_rows = json.loads((run_dir / "results.json").read_text())["rows"]
+    # the same weights and seed: the same rows, bit for bit (but the timing)
+    assert _without_timing(again_rows) == _without_timing(rows)
+    assert (run_dir / "qualitative.png").is_file()
+
+
+def _without_timing(rows: list[dict]) -> list[dict]:
+    return [{k: v for k, v in r.items() if k != "test_seconds_per_image"} for r in rows]
 
 
 def _run(config: dict, tmp_path: Path, *extra: str) -> subprocess.CompletedProcess:

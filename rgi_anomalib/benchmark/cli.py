@@ -65,6 +65,13 @@ def _parser() -> argparse.ArgumentParser:
         help="replace an existing run directory (only one written by this tool)",
     )
     p.add_argument(
+        "--resume",
+        action="store_true",
+        help="go on with an interrupted run in an existing run directory: every model whose "
+        "run on a dataset and seed finished there, with the same settings, keeps its rows; the "
+        "rest runs (a later model loads its source's saved weights instead of refitting)",
+    )
+    p.add_argument(
         "--check",
         metavar="BASELINE",
         help="after the run (or on --results), compare with a baseline JSON; "
@@ -86,12 +93,20 @@ def _parser() -> argparse.ArgumentParser:
     return p
 
 
-def _prepare_run_dir(run_dir: Path, overwrite: bool) -> None:
+def _prepare_run_dir(run_dir: Path, overwrite: bool, resume: bool = False) -> None:
+    if overwrite and resume:
+        raise ConfigError("--overwrite and --resume contradict each other; pass one")
     if run_dir.exists() and (not run_dir.is_dir() or any(run_dir.iterdir())):
+        if resume:
+            if not (run_dir / MARKER).exists():
+                raise ConfigError(
+                    f"--resume: {run_dir} was not written by rgi-anomalib benchmark (no {MARKER})"
+                )
+            return
         if not overwrite:
             raise ConfigError(
-                f"run directory {run_dir} already exists; pass --overwrite to replace it or "
-                "choose another run_dir (--run-dir)"
+                f"run directory {run_dir} already exists; pass --resume to go on with it, "
+                "--overwrite to replace it, or choose another run_dir (--run-dir)"
             )
         if not (run_dir / MARKER).exists():
             raise ConfigError(
@@ -221,8 +236,9 @@ def _run_config(args: argparse.Namespace) -> list[dict[str, Any]]:
     if args.models:
         cfg.models = _select_models(cfg.models, args.models)
     cfg.keep_checkpoints = cfg.keep_checkpoints or args.keep_checkpoints
+    cfg.resume = args.resume
     _check_sources(cfg)
-    _prepare_run_dir(cfg.run_dir, args.overwrite)
+    _prepare_run_dir(cfg.run_dir, args.overwrite, args.resume)
     rows, _ = _run(cfg)
     return rows
 

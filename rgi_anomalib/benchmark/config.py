@@ -115,6 +115,7 @@ class BenchmarkConfig:
     label_free_percentile: float = 99.5
     qualitative_images: int = 2
     keep_checkpoints: bool = False
+    resume: bool = False  # set by --resume (not a YAML key): reuse finished units (resume.py)
     description: str = ""
     source: str = ""
     raw: dict[str, Any] = field(default_factory=dict)

@@ -193,10 +193,10 @@ def model_form(cls: type, spec: ModelSpec) -> str:
     return ", ".join(parts)
 
 
-def load_fitted(model: Any, source: Any, spec: ModelSpec) -> None:
-    """Give ``model`` the fitted weights of ``source`` (``fit_from``); strict: same architecture."""
+def load_fitted(model: Any, state_dict: dict[str, Any], spec: ModelSpec) -> None:
+    """Give ``model`` the fitted weights of its ``fit_from`` source; strict: same architecture."""
     try:
-        model.load_state_dict(source.state_dict())
+        model.load_state_dict(state_dict)
     except RuntimeError as err:
         first = str(err).strip().splitlines()[0]
         msg = (

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from ..utils import silence_known_warnings
-from .config import BenchmarkConfig, ModelSpec
+from .config import BenchmarkConfig, DatasetSpec, ModelSpec
 from .data import DatasetInfo, check_per_category, prepare_dataset
 from .images import Geometry, image_loader
 from .metrics import category_metrics
@@ -32,6 +32,7 @@ from .models import (
     settings_for,
 )
 from .predict import Predictions, gap_columns, predict_groups
+from .resume import load_done, load_fitted_state, save_done, save_fitted, unit_key
 from .rows import ResultRow
 
 # Qualitative samples: model -> category -> [{path, gt, map, pred, restored}]
@@ -74,6 +75,18 @@ class _Fit:
     calibration_seconds: float = 0.0
 
 
+@dataclass
+class _Source:
+    """The fitted weights later models load (``fit_from``) and the fit time they report."""
+
+    state_dict: dict[str, Any]
+    seconds: float
+
+
+def _work_dir(cfg: BenchmarkConfig, data: DatasetInfo, spec: ModelSpec, seed: int) -> Path:
+    return cfg.run_dir / "work" / f"{spec.name}_{data.name}_seed{seed}"
+
+
 def _engine(cfg: BenchmarkConfig, spec: ModelSpec, work: Path) -> Any:
     from anomalib.engine import Engine
 
@@ -94,12 +107,17 @@ def _geometry(cfg: BenchmarkConfig, data: DatasetInfo, spec: ModelSpec) -> Geome
 
 
 def _fit(
-    cfg: BenchmarkConfig, data: DatasetInfo, spec: ModelSpec, cls: type, seed: int, fitted: dict
+    cfg: BenchmarkConfig,
+    data: DatasetInfo,
+    spec: ModelSpec,
+    cls: type,
+    seed: int,
+    fitted: dict[str, _Source],
 ) -> _Fit:
     """Fit ``spec`` on the dataset's training images, or take the weights of ``fit_from``."""
     from lightning.pytorch import seed_everything
 
-    work = cfg.run_dir / "work" / f"{spec.name}_{data.name}_seed{seed}"
+    work = _work_dir(cfg, data, spec, seed)
     work.mkdir(parents=True, exist_ok=True)
     seed_everything(seed, verbose=False)
     model = build_model(cls, spec, cfg, seed, work)
@@ -118,7 +136,7 @@ def _fit(
         seconds = time.perf_counter() - start
     else:
         source = fitted[spec.fit_from]
-        load_fitted(model, source.model, spec)
+        load_fitted(model, source.state_dict, spec)
         seconds = source.seconds
     fit = _Fit(model, engine, seconds, work)
     if getattr(model, "calibrates_on_normal_images", False):
@@ -239,7 +257,8 @@ def _progress(console: Any) -> Any:
 
 @dataclass
 class _Context:
-    """What one model's run needs besides its spec."""
+    """What one model's run needs besides its spec: the dataset and seed, where to report, and
+    the units of this dataset and seed (their keys, the ones finished earlier, shared weights)."""
 
     cfg: BenchmarkConfig
     data: DatasetInfo
@@ -247,19 +266,71 @@ class _Context:
     console: Any
     progress: Any
     task: Any
+    keys: dict[str, str]
+    done: dict[str, tuple[list[dict[str, Any]], Qualitative]]
+    fitted: dict[str, _Source]
+
+
+def _unit_keys(cfg: BenchmarkConfig, spec: DatasetSpec, seed: int) -> dict[str, str]:
+    keys: dict[str, str] = {}
+    for model in cfg.models:
+        source = keys[model.fit_from] if model.fit_from else ""
+        keys[model.name] = unit_key(cfg, spec, model, seed, source)
+    return keys
+
+
+def _finished_units(
+    cfg: BenchmarkConfig, data: DatasetInfo, seed: int, keys: dict[str, str]
+) -> tuple[dict[str, Any], dict[str, _Source]]:
+    """With ``cfg.resume``: the units finished earlier with the same key, and the saved weights
+    of those that a pending unit loads (a finished source without them runs again)."""
+    if not cfg.resume:
+        return {}, {}
+    done = {}
+    for spec in cfg.models:
+        found = load_done(_work_dir(cfg, data, spec, seed), keys[spec.name])
+        if found is not None:
+            done[spec.name] = found
+    sources = {}
+    for spec in cfg.models:
+        if spec.name in done and any(
+            m.fit_from == spec.name and m.name not in done for m in cfg.models
+        ):
+            saved = load_fitted_state(_work_dir(cfg, data, spec, seed), keys[spec.name])
+            if saved is None:
+                del done[spec.name]
+            else:
+                sources[spec.name] = _Source(*saved)
+    return done, sources
+
+
+def _share_fit(ctx: _Context, spec: ModelSpec, fit: _Fit) -> None:
+    """Keep (and save, for --resume) the fitted weights while a later model loads them: a copy
+    taken before testing, so a resumed run loads exactly what an uninterrupted one does."""
+    if any(m.fit_from == spec.name for m in ctx.cfg.models):
+        state = {k: v.detach().clone() for k, v in fit.model.state_dict().items()}
+        ctx.fitted[spec.name] = _Source(state, fit.seconds)
+        save_fitted(fit.work, ctx.keys[spec.name], state, fit.seconds)
 
 
 def _run_model(
-    ctx: _Context, spec: ModelSpec, cls: type, fitted: dict, qualitative: Qualitative | None
+    ctx: _Context, spec: ModelSpec, cls: type, qualitative: Qualitative | None
 ) -> list[dict[str, Any]]:
     """Fit (or share) one model, then one row per category; qualitative samples are kept for
-    the run's first dataset and seed (``qualitative`` given)."""
+    the run's first dataset and seed (``qualitative`` given). A unit finished by an earlier run
+    (``--resume``, same key) gives its saved rows instead."""
     cfg, data, progress, task = ctx.cfg, ctx.data, ctx.progress, ctx.task
     tag = f"{spec.name} · {data.name} · seed {ctx.seed}"
+    if spec.name in ctx.done:
+        rows, samples = ctx.done[spec.name]
+        if qualitative is not None and samples:
+            qualitative[spec.name] = samples
+        ctx.console.log(f"{tag}: finished by an earlier run, its rows reused (--resume)")
+        progress.advance(task, 2 + len(data.categories))
+        return rows
     progress.update(task, description=f"fit  {tag}")
-    fit = _fit(cfg, data, spec, cls, ctx.seed, fitted)
-    if any(m.fit_from == spec.name for m in cfg.models):
-        fitted[spec.name] = fit  # kept only while a later model reuses it
+    fit = _fit(cfg, data, spec, cls, ctx.seed, ctx.fitted)
+    _share_fit(ctx, spec, fit)
     progress.advance(task)
     progress.update(task, description=f"test {tag}")
     rows = []
@@ -277,6 +348,7 @@ def _run_model(
         progress.advance(task)
     progress.advance(task)  # the test step itself
     shutil.rmtree(fit.work / "empty_dtd", ignore_errors=True)
+    save_done(fit.work, ctx.keys[spec.name], rows, (qualitative or {}).get(spec.name))
     return rows
 
 
@@ -290,6 +362,7 @@ def run_benchmark(cfg: BenchmarkConfig, console: Any = None) -> RunResult:
     classes = {m.name: check_model_spec(m) for m in cfg.models}
     rows: list[dict[str, Any]] = []
     qualitative: Qualitative = {}
+    reused = 0
     with quiet_lightning():
         datasets = [prepare_dataset(d, cfg, console.log) for d in cfg.datasets]
         check_per_category(cfg.models, datasets)
@@ -299,12 +372,18 @@ def run_benchmark(cfg: BenchmarkConfig, console: Any = None) -> RunResult:
         steps = sum(len(cfg.models) * len(cfg.seeds) * (2 + len(d.categories)) for d in datasets)
         with _progress(console) as progress:
             task = progress.add_task("benchmark", total=steps)
-            for data in datasets:
+            for spec, data in zip(cfg.datasets, datasets, strict=True):
                 for seed in cfg.seeds:
-                    ctx = _Context(cfg, data, seed, console, progress, task)
+                    keys = _unit_keys(cfg, spec, seed)
+                    done, sources = _finished_units(cfg, data, seed, keys)
+                    reused += len(done)
+                    ctx = _Context(cfg, data, seed, console, progress, task, keys, done, sources)
                     first = seed == cfg.seeds[0] and data is datasets[0]
-                    fitted: dict[str, _Fit] = {}
-                    for spec in cfg.models:
-                        cls = classes[spec.name]
-                        rows += _run_model(ctx, spec, cls, fitted, qualitative if first else None)
+                    for model in cfg.models:
+                        cls = classes[model.name]
+                        rows += _run_model(ctx, model, cls, qualitative if first else None)
+    if cfg.resume:
+        total = len(cfg.models) * len(cfg.seeds) * len(datasets)
+        notes.append(f"--resume: {reused} of {total} model runs reused from {cfg.run_dir}/work")
+        console.print(f"[yellow]note:[/] {notes[-1]}")
     return RunResult(rows, qualitative, notes, time.perf_counter() - t0)

@@ -1,0 +1,125 @@
+"""What a run keeps so that ``--resume`` can go on after an interruption.
+
+The unit of work is one model on one dataset and seed (``work/<model>_<dataset>_seed<seed>``).
+When a unit finishes, its rows (and qualitative samples) are written to ``done.json``
+(``samples.npz``); a model whose weights later models load (``fit_from``) also writes them to
+``fitted.pt`` right after its fit. A resumed run reuses a finished unit only when its key matches:
+a digest of everything that decides its rows (the model entry, the dataset entry, the seed, the
+evaluation settings and, for ``fit_from``, the source's key). A fit that was interrupted starts
+again: the unit is a whole fit, not an epoch.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..utils import atomic_path
+from .config import BenchmarkConfig, DatasetSpec, ModelSpec
+
+DONE_FILE = "done.json"
+SAMPLES_FILE = "samples.npz"
+FITTED_FILE = "fitted.pt"
+# The settings of a config that change a unit's rows (run_dir, seeds, models, datasets and the
+# free-text fields do not: the unit's own entries and seed are hashed separately).
+_EVAL_FIELDS = (
+    "image_size",
+    "categories",
+    "train_batch_size",
+    "eval_batch_size",
+    "calibration_images",
+    "label_free_percentile",
+    "qualitative_images",
+)
+
+
+def unit_key(
+    cfg: BenchmarkConfig, data: DatasetSpec, spec: ModelSpec, seed: int, source_key: str = ""
+) -> str:
+    """Digest of what decides one unit's rows; ``source_key``: the key of its ``fit_from``."""
+    content = {
+        "model": dataclasses.asdict(spec),
+        "dataset": dataclasses.asdict(data),
+        "seed": seed,
+        "eval": {name: getattr(cfg, name) for name in _EVAL_FIELDS},
+        "source": source_key,
+    }
+    text = json.dumps(content, sort_keys=True, default=str)
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def load_done(work: Path, key: str) -> tuple[list[dict[str, Any]], dict[str, list]] | None:
+    """The rows and qualitative samples of a finished unit with this key, else None."""
+    path = work / DONE_FILE
+    if not path.is_file():
+        return None
+    done = json.loads(path.read_text())
+    if done.get("key") != key:
+        return None
+    return done["rows"], _load_samples(work / SAMPLES_FILE)
+
+
+def save_done(
+    work: Path, key: str, rows: list[dict[str, Any]], samples: dict[str, list] | None
+) -> None:
+    """Mark a unit finished: samples first, then the rows (``done.json`` is the commit)."""
+    if samples:
+        with atomic_path(work / SAMPLES_FILE) as tmp, tmp.open("wb") as f:
+            np.savez_compressed(f, **_flatten(samples))
+    with atomic_path(work / DONE_FILE) as tmp:
+        tmp.write_text(json.dumps({"key": key, "rows": rows}, indent=1) + "\n")
+
+
+def save_fitted(work: Path, key: str, state: dict[str, Any], seconds: float) -> None:
+    import torch
+
+    with atomic_path(work / FITTED_FILE) as tmp:
+        torch.save({"key": key, "state_dict": state, "fit_seconds": seconds}, tmp)
+
+
+def load_fitted_state(work: Path, key: str) -> tuple[dict[str, Any], float] | None:
+    """The saved weights and fit time of a source model with this key, else None."""
+    import torch
+
+    path = work / FITTED_FILE
+    if not path.is_file():
+        return None
+    saved = torch.load(path, map_location="cpu", weights_only=True)
+    if saved.get("key") != key:
+        return None
+    return saved["state_dict"], float(saved["fit_seconds"])
+
+
+# Qualitative samples: category -> [{path, gt, map, pred, restored}]; None fields are left out.
+_FIELDS = ("gt", "map", "pred", "restored")
+
+
+def _flatten(samples: dict[str, list[dict[str, Any]]]) -> dict[str, np.ndarray]:
+    flat = {}
+    for cat, items in samples.items():
+        for i, item in enumerate(items):
+            flat[f"{cat}/{i}/path"] = np.array(str(item["path"]))
+            for name in _FIELDS:
+                if item.get(name) is not None:
+                    flat[f"{cat}/{i}/{name}"] = np.asarray(item[name])
+    return flat
+
+
+def _load_samples(path: Path) -> dict[str, list[dict[str, Any]]]:
+    if not path.is_file():
+        return {}
+    samples: dict[str, list[dict[str, Any]]] = {}
+    with np.load(path, allow_pickle=False) as arrays:
+        for name in sorted(arrays.files, key=lambda n: (n.split("/")[0], int(n.split("/")[1]))):
+            cat, index, field = name.split("/")
+            items = samples.setdefault(cat, [])
+            while len(items) <= int(index):
+                items.append({"path": "", **dict.fromkeys(_FIELDS)})
+            value = arrays[name]
+            items[int(index)][field] = str(value) if field == "path" else value
+    return samples
