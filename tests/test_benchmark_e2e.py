@@ -45,15 +45,7 @@ def test_benchmark_command_end_to_end(tmp_path: Path) -> None:
     }
     path = tmp_path / "tiny.yaml"
     path.write_text(yaml.safe_dump(config))
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "COLUMNS": "120"}
-    proc = subprocess.run(
-        [str(SCRIPT), "benchmark", "--config", str(path)],
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=300,
-        check=False,
-    )
+    proc = _benchmark(path)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     for name in ("results.csv", "results.json", "results.md", "dice_bar.png", "qualitative.png"):
         assert (run_dir / name).is_file(), name
@@ -69,28 +61,14 @@ def test_benchmark_command_end_to_end(tmp_path: Path) -> None:
     assert all(r["n_defect"] == 3 and r["n_normal"] == 3 for r in rows)
     assert all(0 <= r["dice_oracle_mean"] <= 1 for r in rows)
     # never overwrite silently
-    again = subprocess.run(
-        [str(SCRIPT), "benchmark", "--config", str(path)],
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=120,
-        check=False,
-    )
+    again = _benchmark(path)
     assert again.returncode == 2 and "already exists" in again.stderr
     # An interrupted run goes on: anogan's unit lost its rows, rgi's fit is not repeated.
     work = run_dir / "work"
     assert (work / "rgi_tiny_seed0" / "fitted.pt").is_file()  # anogan loads these weights
     assert not (work / "anogan_tiny_seed0" / "fitted.pt").exists()  # nothing loads anogan's
     (work / "anogan_tiny_seed0" / "done.json").unlink()
-    resumed = subprocess.run(
-        [str(SCRIPT), "benchmark", "--config", str(path), "--resume"],
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=120,
-        check=False,
-    )
+    resumed = _benchmark(path, "--resume")
     assert resumed.returncode == 0, resumed.stdout[-3000:] + resumed.stderr[-3000:]
     assert "rgi · tiny · seed 0: finished by an earlier run" in resumed.stdout
     assert "--resume: 1 of 2 model runs reused" in resumed.stdout
@@ -104,18 +82,23 @@ def _without_timing(rows: list[dict]) -> list[dict]:
     return [{k: v for k, v in r.items() if k != "test_seconds_per_image"} for r in rows]
 
 
-def _run(config: dict, tmp_path: Path, *extra: str) -> subprocess.CompletedProcess:
-    path = tmp_path / f"{config['run_dir'].rsplit('/', 1)[-1]}.yaml"
-    path.write_text(yaml.safe_dump(config))
+def _benchmark(config_path: Path, *extra: str) -> subprocess.CompletedProcess:
+    """The real command, offline, with a wide console (the tables are not wrapped)."""
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "COLUMNS": "160"}
     return subprocess.run(
-        [str(SCRIPT), "benchmark", "--config", str(path), *extra],
+        [str(SCRIPT), "benchmark", "--config", str(config_path), *extra],
         capture_output=True,
         text=True,
         env=env,
         timeout=300,
         check=False,
     )
+
+
+def _run(config: dict, tmp_path: Path, *extra: str) -> subprocess.CompletedProcess:
+    path = tmp_path / f"{config['run_dir'].rsplit('/', 1)[-1]}.yaml"
+    path.write_text(yaml.safe_dump(config))
+    return _benchmark(path, *extra)
 
 
 @pytest.mark.slow
