@@ -267,7 +267,7 @@ class _Context:
     progress: Any
     task: Any
     keys: dict[str, str]
-    done: dict[str, tuple[list[dict[str, Any]], Qualitative]]
+    done: dict[str, tuple[list[dict[str, Any]], dict[str, list[dict[str, Any]]]]]
     fitted: dict[str, _Source]
 
 
