@@ -320,9 +320,12 @@ def claims(
         if (better, cats[0]) in table and (worse, cats[0]) in table:
             result, evidence = verdict(table, better, worse, cats, flag_all)
             cells = [text, f"**{result}**", evidence]
-            if other_seed is not None:
-                result, evidence = verdict(other_seed[1], better, worse, cats, flag_all)
+            other = other_seed[1] if other_seed is not None else {}
+            if (better, cats[0]) in other and (worse, cats[0]) in other:
+                result, evidence = verdict(other, better, worse, cats, flag_all)
                 cells += [f"**{result}**", evidence]
+            elif other_seed is not None:
+                cells += ["–", "not run with that seed"]
             lines.append("| " + " | ".join(cells) + " |")
     return lines
 
@@ -330,15 +333,16 @@ def claims(
 def other_seed_table(
     rows: list[dict[str, Any]], other_seed: list[dict[str, Any]]
 ) -> tuple[str, dict] | None:
-    """The table of another GAN seed's runs, completed with this run's rows of the models they
-    lack (the generator-free baselines, the same whatever the GAN seed), when they cover every
-    draw of this run; else None (a verdict needs the same paired draws)."""
+    """The table of another GAN seed's runs, completed with this run's rows of the generator-free
+    baselines they lack (the same whatever the GAN seed; never this seed's GAN rows), when they
+    cover every draw of this run; else None (a verdict needs the same paired draws)."""
     draws = {r["dataset"] for r in rows}
     if not other_seed or {r["dataset"] for r in other_seed} != draws:
         return None
     theirs = {r["model"] for r in other_seed}
     seeds = ", ".join(str(s) for s in sorted({r["seed"] for r in other_seed}))
-    merged = other_seed + [r for r in rows if r["model"] not in theirs]
+    shared = [r for r in rows if r["model"] in BASELINE_MODELS and r["model"] not in theirs]
+    merged = other_seed + shared
     return f"GAN seed {seeds}", index(merged)
 
 

@@ -150,14 +150,17 @@ def test_claims_also_judged_with_the_other_gan_seed_on_the_same_draws() -> None:
     t2 = _table2()
     rows = [
         {**r, "seed": 0}
-        for r in _draws("rrgi", (0.30, 0.31, 0.32)) + _draws("rasl", (0.10, 0.10, 0.11))
+        for m, v in (("rrgi", (0.30, 0.31, 0.32)), ("rasl", (0.1, 0.1, 0.11)), ("rgi", (0.2,) * 3))
+        for r in _draws(m, v)
     ]
     other = [{**r, "seed": 1} for r in _draws("rrgi", (0.10, 0.12, 0.11))]
     label, table = t2.other_seed_table(rows, other)
     assert label == "GAN seed 1"
     assert set(table["rasl", "crack"]) == {"a", "b", "c"}  # the baseline does not need a GAN
+    assert ("rgi", "crack") not in table  # this seed's GAN rows never stand in for the other's
     lines = t2.claims(t2.index(rows), ["crack"], None, (label, table))
     rasl = next(line for line in lines if "beats rasl" in line)
     assert "| **holds** |" in rasl and "| **cannot tell** |" in rasl
+    assert "| – | not run with that seed |" in next(line for line in lines if "on rgi" in line)
     # a verdict needs every draw: another seed on one draw only gets no column
     assert t2.other_seed_table(rows, other[:1]) is None
