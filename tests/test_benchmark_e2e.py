@@ -67,6 +67,7 @@ def test_benchmark_command_end_to_end(tmp_path: Path) -> None:
     work = run_dir / "work"
     assert (work / "rgi_tiny_seed0" / "fitted.pt").is_file()  # anogan loads these weights
     assert not (work / "anogan_tiny_seed0" / "fitted.pt").exists()  # nothing loads anogan's
+    assert not (work / "anogan_tiny_seed0" / "categories").exists()  # dropped once done
     (work / "anogan_tiny_seed0" / "done.json").unlink()
     resumed = _benchmark(path, "--resume")
     assert resumed.returncode == 0, resumed.stdout[-3000:] + resumed.stderr[-3000:]
@@ -75,7 +76,30 @@ def test_benchmark_command_end_to_end(tmp_path: Path) -> None:
     again_rows = json.loads((run_dir / "results.json").read_text())["rows"]
     # the same weights and seed: the same rows, bit for bit (but the timing)
     assert _without_timing(again_rows) == _without_timing(rows)
+    # Stopped later: rgi's fit finished but not its test, anogan had scored crack only.
+    _interrupt_after_fit_and_one_category(work, "rgi_tiny_seed0", "anogan_tiny_seed0", "crack")
+    resumed = _benchmark(path, "--resume")
+    assert resumed.returncode == 0, resumed.stdout[-3000:] + resumed.stderr[-3000:]
+    assert "anogan · tiny · seed 0: crack scored by an earlier run, kept" in resumed.stdout
+    assert "--resume: 0 of 2 model runs reused" in resumed.stdout
+    again_rows = json.loads((run_dir / "results.json").read_text())["rows"]
+    assert _without_timing(again_rows) == _without_timing(rows)  # fit_seconds: rgi not refitted
+    assert not (work / "anogan_tiny_seed0" / "categories").exists()
     assert (run_dir / "qualitative.png").is_file()
+
+
+def _interrupt_after_fit_and_one_category(
+    work: Path, source_unit: str, unit: str, category: str
+) -> None:
+    """Leave two units as a run stopped mid-test leaves them: ``source_unit`` with its fitted
+    weights but no rows, ``unit`` with the row of ``category`` only."""
+    from rgi_anomalib.benchmark.resume import save_category
+
+    (work / source_unit / "done.json").unlink()
+    done = json.loads((work / unit / "done.json").read_text())
+    (row,) = [r for r in done["rows"] if r["category"] == category]
+    save_category(work / unit, done["key"], category, row, None)
+    (work / unit / "done.json").unlink()
 
 
 def _without_timing(rows: list[dict]) -> list[dict]:

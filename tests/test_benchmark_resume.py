@@ -1,4 +1,5 @@
-"""benchmark/resume.py: a finished unit is reused only with the same key; saved files round-trip."""
+"""benchmark/resume.py: a finished unit, category or fit is reused only with the same key; saved
+files round-trip."""
 
 from __future__ import annotations
 
@@ -9,8 +10,11 @@ import torch
 
 from rgi_anomalib.benchmark.config import BenchmarkConfig, DatasetSpec, ModelSpec
 from rgi_anomalib.benchmark.resume import (
+    drop_categories,
+    load_categories,
     load_done,
     load_fitted_state,
+    save_category,
     save_done,
     save_fitted,
     unit_key,
@@ -64,3 +68,20 @@ def test_fitted_weights_round_trip_and_need_the_same_key(tmp_path: Path) -> None
     assert load_fitted_state(tmp_path, "other key") is None
     got, seconds = load_fitted_state(tmp_path, "k")
     assert seconds == 12.5 and torch.equal(got["w"], state["w"])
+
+
+def test_scored_categories_round_trip_until_the_unit_is_done(tmp_path: Path) -> None:
+    gt = np.eye(3, dtype=bool)
+    sample = {"path": "c.png", "gt": gt, "map": gt * 0.5, "pred": gt, "restored": None}
+    assert load_categories(tmp_path, "k") == {}
+    save_category(tmp_path, "k", "crack", {"category": "crack", "dice": 0.3}, [sample])
+    save_category(tmp_path, "k", "scratch", {"category": "scratch", "dice": 0.1}, None)
+    save_category(tmp_path, "old key", "irregular", {"category": "irregular"}, None)
+    found = load_categories(tmp_path, "k")
+    assert sorted(found) == ["crack", "scratch"]  # another key's category is not reused
+    row, samples = found["crack"]
+    assert row == {"category": "crack", "dice": 0.3} and samples[0]["path"] == "c.png"
+    np.testing.assert_array_equal(samples[0]["map"], gt * 0.5)
+    assert found["scratch"] == ({"category": "scratch", "dice": 0.1}, [])
+    drop_categories(tmp_path)
+    assert load_categories(tmp_path, "k") == {} and not any(tmp_path.iterdir())

@@ -3,10 +3,13 @@
 The unit of work is one model on one dataset and seed (``work/<model>_<dataset>_seed<seed>``).
 When a unit finishes, its rows (and qualitative samples) are written to ``done.json``
 (``samples.npz``); a model whose weights later models load (``fit_from``) also writes them to
-``fitted.pt`` right after its fit. A resumed run reuses a finished unit only when its key matches:
-a digest of everything that decides its rows (the model entry, the dataset entry, the seed, the
-evaluation settings and, for ``fit_from``, the source's key). A fit that was interrupted starts
-again: the unit is a whole fit, not an epoch.
+``fitted.pt`` right after its fit. Each category's row is also kept as soon as it is scored
+(``categories/<category>.json``), because a model with its own settings per category (R-RGI with
+the paper's per-category λ) predicts every such category in a pass of its own, tens of minutes
+each at 128 px on a CPU. A resumed run reuses a finished unit, category or fit only when its key
+matches: a digest of everything that decides its rows (the model entry, the dataset entry, the
+seed, the evaluation settings and, for ``fit_from``, the source's key). A fit that was
+interrupted starts again: the unit is a whole fit, not an epoch.
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +29,7 @@ from .config import BenchmarkConfig, DatasetSpec, ModelSpec
 DONE_FILE = "done.json"
 SAMPLES_FILE = "samples.npz"
 FITTED_FILE = "fitted.pt"
+CATEGORY_DIR = "categories"
 # The settings of a config that change a unit's rows (run_dir, seeds, models, datasets and the
 # free-text fields do not: the unit's own entries and seed are hashed separately).
 _EVAL_FIELDS = (
@@ -73,6 +78,35 @@ def save_done(
             np.savez_compressed(f, **_flatten(samples))
     with atomic_path(work / DONE_FILE) as tmp:
         tmp.write_text(json.dumps({"key": key, "rows": rows}, indent=1) + "\n")
+
+
+def save_category(
+    work: Path, key: str, category: str, row: dict[str, Any], samples: list | None
+) -> None:
+    """Keep one scored category of an unfinished unit (its samples first, then its row)."""
+    folder = work / CATEGORY_DIR
+    folder.mkdir(parents=True, exist_ok=True)
+    if samples:
+        with atomic_path(folder / f"{category}.npz") as tmp, tmp.open("wb") as f:
+            np.savez_compressed(f, **_flatten({category: samples}))
+    with atomic_path(folder / f"{category}.json") as tmp:
+        tmp.write_text(json.dumps({"key": key, "row": row}, indent=1) + "\n")
+
+
+def load_categories(work: Path, key: str) -> dict[str, tuple[dict[str, Any], list]]:
+    """category -> (row, samples) of the categories of an unfinished unit scored with this key."""
+    found: dict[str, tuple[dict[str, Any], list]] = {}
+    for path in sorted((work / CATEGORY_DIR).glob("*.json")):
+        saved = json.loads(path.read_text())
+        if saved.get("key") == key:
+            samples = _load_samples(path.with_suffix(".npz")).get(path.stem, [])
+            found[path.stem] = (saved["row"], samples)
+    return found
+
+
+def drop_categories(work: Path) -> None:
+    """The unit is done (``done.json`` holds every row): its per-category files go."""
+    shutil.rmtree(work / CATEGORY_DIR, ignore_errors=True)
 
 
 def save_fitted(work: Path, key: str, state: dict[str, Any], seconds: float) -> None:

@@ -32,7 +32,16 @@ from .models import (
     settings_for,
 )
 from .predict import Predictions, gap_columns, predict_groups
-from .resume import load_done, load_fitted_state, save_done, save_fitted, unit_key
+from .resume import (
+    drop_categories,
+    load_categories,
+    load_done,
+    load_fitted_state,
+    save_category,
+    save_done,
+    save_fitted,
+    unit_key,
+)
 from .rows import ResultRow
 
 # Qualitative samples: model -> category -> [{path, gt, map, pred, restored}]
@@ -122,7 +131,11 @@ def _fit(
     seed_everything(seed, verbose=False)
     model = build_model(cls, spec, cfg, seed, work)
     engine = _engine(cfg, spec, work)
-    if spec.fit_from is None:
+    own = fitted.get(spec.name) if spec.fit_from is None else None
+    if own is not None:  # fitted by an earlier run that stopped while testing (--resume)
+        load_fitted(model, own.state_dict, spec)
+        seconds = own.seconds
+    elif spec.fit_from is None:
         loader = image_loader(
             data.train,
             None,
@@ -156,10 +169,11 @@ CategoryPredictions = tuple[Predictions, Predictions, Predictions]
 
 
 def _predict_categories(
-    cfg: BenchmarkConfig, data: DatasetInfo, spec: ModelSpec, fit: _Fit
+    cfg: BenchmarkConfig, data: DatasetInfo, spec: ModelSpec, fit: _Fit, skip: set[str]
 ) -> Iterator[tuple[str, CategoryPredictions]]:
-    """Every category's predictions. Categories with the model's default settings share one
-    prediction pass (with the normal images); one with its own settings gets its own."""
+    """The predictions of every category but ``skip``. Categories with the model's default
+    settings share one prediction pass (with the normal images); one with its own settings gets
+    its own."""
     normals = [(data.normal_test, None, 0), (data.calibration, None, 0)]
     args = {
         "batch_size": cfg.eval_batch_size,
@@ -168,11 +182,14 @@ def _predict_categories(
         "geometry": _geometry(cfg, data, spec),
     }
     own = spec.init_args_per_category
-    shared = [c for c in data.categories if not own.get(c)]
-    groups = normals + [(data.categories[c], data.masks[c], 1) for c in shared]
-    normal, calib, *defects = predict_groups(fit.engine, fit.model, groups, **args)
-    by_category = {c: (normal, calib, d) for c, d in zip(shared, defects, strict=True)}
-    for cat in data.categories:
+    todo = [c for c in data.categories if c not in skip]
+    shared = [c for c in todo if not own.get(c)]
+    by_category = {}
+    if shared:
+        groups = normals + [(data.categories[c], data.masks[c], 1) for c in shared]
+        normal, calib, *defects = predict_groups(fit.engine, fit.model, groups, **args)
+        by_category = {c: (normal, calib, d) for c, d in zip(shared, defects, strict=True)}
+    for cat in todo:
         if cat not in by_category:
             with settings_for(fit.model, own[cat]):
                 group = (data.categories[cat], data.masks[cat], 1)
@@ -269,6 +286,8 @@ class _Context:
     keys: dict[str, str]
     done: dict[str, tuple[list[dict[str, Any]], dict[str, list[dict[str, Any]]]]]
     fitted: dict[str, _Source]
+    # model -> category -> (row, samples) scored by an earlier run of an unfinished unit
+    partial: dict[str, dict[str, tuple[dict[str, Any], list[dict[str, Any]]]]]
 
 
 def _unit_keys(cfg: BenchmarkConfig, spec: DatasetSpec, seed: int) -> dict[str, str]:
@@ -281,11 +300,12 @@ def _unit_keys(cfg: BenchmarkConfig, spec: DatasetSpec, seed: int) -> dict[str, 
 
 def _finished_units(
     cfg: BenchmarkConfig, data: DatasetInfo, seed: int, keys: dict[str, str]
-) -> tuple[dict[str, Any], dict[str, _Source]]:
-    """With ``cfg.resume``: the units finished earlier with the same key, and the saved weights
-    of those that a pending unit loads (a finished source without them runs again)."""
+) -> tuple[dict[str, Any], dict[str, _Source], dict[str, Any]]:
+    """With ``cfg.resume``: the units finished earlier with the same key; the saved weights of
+    those that a pending unit loads (a finished source without them runs again) and of pending
+    units whose fit finished; the categories that pending units scored already."""
     if not cfg.resume:
-        return {}, {}
+        return {}, {}, {}
     done = {}
     for spec in cfg.models:
         found = load_done(_work_dir(cfg, data, spec, seed), keys[spec.name])
@@ -293,20 +313,28 @@ def _finished_units(
             done[spec.name] = found
     sources = {}
     for spec in cfg.models:
-        if spec.name in done and any(
-            m.fit_from == spec.name and m.name not in done for m in cfg.models
-        ):
+        loaded_later = any(m.fit_from == spec.name and m.name not in done for m in cfg.models)
+        refit = spec.name not in done and spec.fit_from is None
+        if loaded_later or refit:
             saved = load_fitted_state(_work_dir(cfg, data, spec, seed), keys[spec.name])
-            if saved is None:
-                del done[spec.name]
-            else:
+            if saved is not None:
                 sources[spec.name] = _Source(*saved)
-    return done, sources
+            elif spec.name in done:
+                del done[spec.name]
+    partial = {}
+    for spec in cfg.models:
+        if spec.name not in done:
+            scored = load_categories(_work_dir(cfg, data, spec, seed), keys[spec.name])
+            if scored:
+                partial[spec.name] = scored
+    return done, sources, partial
 
 
 def _share_fit(ctx: _Context, spec: ModelSpec, fit: _Fit) -> None:
     """Keep (and save, for --resume) the fitted weights while a later model loads them: a copy
     taken before testing, so a resumed run loads exactly what an uninterrupted one does."""
+    if spec.name in ctx.fitted:  # loaded from this unit's own fitted.pt (--resume)
+        return
     if any(m.fit_from == spec.name for m in ctx.cfg.models):
         state = {k: v.detach().clone() for k, v in fit.model.state_dict().items()}
         ctx.fitted[spec.name] = _Source(state, fit.seconds)
@@ -328,19 +356,28 @@ def _run_model(
         ctx.console.log(f"{tag}: finished by an earlier run, its rows reused (--resume)")
         progress.advance(task, 2 + len(data.categories))
         return rows
+    partial = ctx.partial.get(spec.name, {})
+    if partial:
+        ctx.console.log(f"{tag}: {', '.join(partial)} scored by an earlier run, kept (--resume)")
     progress.update(task, description=f"fit  {tag}")
     fit = _fit(cfg, data, spec, cls, ctx.seed, ctx.fitted)
     _share_fit(ctx, spec, fit)
     progress.advance(task)
     progress.update(task, description=f"test {tag}")
-    rows = []
-    for cat, preds in _predict_categories(cfg, data, spec, fit):
+    by_category = {cat: row for cat, (row, _) in partial.items()}
+    for cat, (_, samples) in partial.items():
+        if qualitative is not None and samples:
+            qualitative.setdefault(spec.name, {})[cat] = samples
+    progress.advance(task, len(partial))
+    for cat, preds in _predict_categories(cfg, data, spec, fit, skip=set(partial)):
         row = _row(cfg, data, spec, cls, ctx.seed, fit, cat, preds)
-        rows.append(row.as_dict())
+        by_category[cat] = row.as_dict()
         m = row.metrics
+        samples = None
         if qualitative is not None:
             samples = _samples(preds[2], m["dataset_threshold"], cfg.qualitative_images)
             qualitative.setdefault(spec.name, {})[cat] = samples
+        save_category(fit.work, ctx.keys[spec.name], cat, by_category[cat], samples)
         ctx.console.log(
             f"{tag} {cat}: Dice oracle {m['dice_oracle_mean']:.3f}, "
             f"pixel AUROC {m['pixel_auroc']:.3f}, AUPRO {m['aupro']:.3f}"
@@ -348,7 +385,9 @@ def _run_model(
         progress.advance(task)
     progress.advance(task)  # the test step itself
     shutil.rmtree(fit.work / "empty_dtd", ignore_errors=True)
+    rows = [by_category[cat] for cat in data.categories]
     save_done(fit.work, ctx.keys[spec.name], rows, (qualitative or {}).get(spec.name))
+    drop_categories(fit.work)
     return rows
 
 
@@ -375,9 +414,11 @@ def run_benchmark(cfg: BenchmarkConfig, console: Any = None) -> RunResult:
             for spec, data in zip(cfg.datasets, datasets, strict=True):
                 for seed in cfg.seeds:
                     keys = _unit_keys(cfg, spec, seed)
-                    done, sources = _finished_units(cfg, data, seed, keys)
+                    done, sources, partial = _finished_units(cfg, data, seed, keys)
                     reused += len(done)
-                    ctx = _Context(cfg, data, seed, console, progress, task, keys, done, sources)
+                    ctx = _Context(
+                        cfg, data, seed, console, progress, task, keys, done, sources, partial
+                    )
                     first = seed == cfg.seeds[0] and data is datasets[0]
                     for model in cfg.models:
                         cls = classes[model.name]
