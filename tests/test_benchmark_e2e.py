@@ -85,6 +85,13 @@ def test_benchmark_command_end_to_end(tmp_path: Path) -> None:
     again_rows = json.loads((run_dir / "results.json").read_text())["rows"]
     assert _without_timing(again_rows) == _without_timing(rows)  # fit_seconds: rgi not refitted
     assert not (work / "anogan_tiny_seed0" / "categories").exists()
+    # The generator's weights are gone: it trains again, and anogan, which loaded them, reruns.
+    for name in ("fitted.pt", "done.json"):
+        (work / "rgi_tiny_seed0" / name).unlink()
+    resumed = _benchmark(path, "--resume")
+    assert resumed.returncode == 0, resumed.stdout[-3000:] + resumed.stderr[-3000:]
+    assert "--resume: 0 of 2 model runs reused" in resumed.stdout
+    assert (work / "rgi_tiny_seed0" / "fitted.pt").is_file()
     assert (run_dir / "qualitative.png").is_file()
 
 

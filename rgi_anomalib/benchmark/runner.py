@@ -302,8 +302,9 @@ def _finished_units(
     cfg: BenchmarkConfig, data: DatasetInfo, seed: int, keys: dict[str, str]
 ) -> tuple[dict[str, Any], dict[str, _Source], dict[str, Any]]:
     """With ``cfg.resume``: the units finished earlier with the same key; the saved weights of
-    those that a pending unit loads (a finished source without them runs again) and of pending
-    units whose fit finished; the categories that pending units scored already."""
+    those that a pending unit loads (a finished source without them runs again, and so does
+    every unit that loaded them) and of pending units whose fit finished; the categories that
+    pending units scored already."""
     if not cfg.resume:
         return {}, {}, {}
     done = {}
@@ -321,6 +322,13 @@ def _finished_units(
                 sources[spec.name] = _Source(*saved)
             elif spec.name in done:
                 del done[spec.name]
+    # A source that trains again (its weights were not kept) may not reproduce them bit for bit
+    # (another CPU, another thread count): what loaded the old weights runs again too.
+    retrained = {m.name for m in cfg.models if m.name not in done and m.name not in sources}
+    for spec in cfg.models:  # config order: a fit_from source comes before what loads it
+        if spec.fit_from in retrained:
+            done.pop(spec.name, None)
+            retrained.add(spec.name)
     partial = {}
     for spec in cfg.models:
         if spec.name not in done:
