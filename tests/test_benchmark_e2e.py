@@ -39,8 +39,14 @@ def test_benchmark_command_end_to_end(tmp_path: Path) -> None:
                     "sample_every_n_epochs": 0,
                 },
             },
-            # Inverts rgi's trained generator instead of training its own.
-            {"name": "anogan", "fit_from": "rgi", "init_args": {"iterations": 20}},
+            # Inverts rgi's trained generator instead of training its own; crack has its own
+            # solver settings, so it is predicted in a pass of its own.
+            {
+                "name": "anogan",
+                "fit_from": "rgi",
+                "init_args": {"iterations": 20},
+                "init_args_per_category": {"crack": {"iterations": 10}},
+            },
         ],
     }
     path = tmp_path / "tiny.yaml"
@@ -76,11 +82,14 @@ def test_benchmark_command_end_to_end(tmp_path: Path) -> None:
     again_rows = json.loads((run_dir / "results.json").read_text())["rows"]
     # the same weights and seed: the same rows, bit for bit (but the timing)
     assert _without_timing(again_rows) == _without_timing(rows)
-    # Stopped later: rgi's fit finished but not its test, anogan had scored crack only.
-    _interrupt_after_fit_and_one_category(work, "rgi_tiny_seed0", "anogan_tiny_seed0", "crack")
+    # Stopped later: rgi's fit finished but not its test, anogan had scored mixed_large only
+    # (its shared pass), so only crack's own pass runs.
+    _interrupt_after_fit_and_one_category(
+        work, "rgi_tiny_seed0", "anogan_tiny_seed0", "mixed_large"
+    )
     resumed = _benchmark(path, "--resume")
     assert resumed.returncode == 0, resumed.stdout[-3000:] + resumed.stderr[-3000:]
-    assert "anogan · tiny · seed 0: crack scored by an earlier run, kept" in resumed.stdout
+    assert "anogan · tiny · seed 0: mixed_large scored by an earlier run, kept" in resumed.stdout
     assert "--resume: 0 of 2 model runs reused" in resumed.stdout
     again_rows = json.loads((run_dir / "results.json").read_text())["rows"]
     assert _without_timing(again_rows) == _without_timing(rows)  # fit_seconds: rgi not refitted
