@@ -51,8 +51,13 @@ def test_benchmark_command_end_to_end(tmp_path: Path) -> None:
     }
     path = tmp_path / "tiny.yaml"
     path.write_text(yaml.safe_dump(config))
-    proc = _benchmark(path)
+    # rgi alone first: its weights are kept for anogan, which a later --resume runs.
+    first = _benchmark(path, "--models", "rgi")
+    assert first.returncode == 0, first.stdout[-3000:] + first.stderr[-3000:]
+    assert (run_dir / "work" / "rgi_tiny_seed0" / "fitted.pt").is_file()
+    proc = _benchmark(path, "--resume")
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    assert "--resume: 1 of 2 model runs reused" in proc.stdout
     for name in ("results.csv", "results.json", "results.md", "dice_bar.png", "qualitative.png"):
         assert (run_dir / name).is_file(), name
     assert "| method | crack | mixed_large | mean |" in proc.stdout

@@ -233,6 +233,7 @@ def _run_config(args: argparse.Namespace) -> list[dict[str, Any]]:
         cfg.seeds = list(args.seeds)
     if args.datasets:
         cfg.datasets = _select_datasets(cfg.datasets, args.datasets)
+    cfg.fit_sources = {m.fit_from for m in cfg.models if m.fit_from}
     if args.models:
         cfg.models = _select_models(cfg.models, args.models)
     cfg.keep_checkpoints = cfg.keep_checkpoints or args.keep_checkpoints

@@ -116,6 +116,9 @@ class BenchmarkConfig:
     qualitative_images: int = 2
     keep_checkpoints: bool = False
     resume: bool = False  # set by --resume (not a YAML key): reuse finished units (resume.py)
+    # Models whose fitted weights another model of the config loads (fit_from), also when
+    # --models leaves that one out: their weights are saved for a later --resume that runs it.
+    fit_sources: set[str] = field(default_factory=set)
     description: str = ""
     source: str = ""
     raw: dict[str, Any] = field(default_factory=dict)

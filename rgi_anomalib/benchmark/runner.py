@@ -343,7 +343,7 @@ def _share_fit(ctx: _Context, spec: ModelSpec, fit: _Fit) -> None:
     taken before testing, so a resumed run loads exactly what an uninterrupted one does."""
     if spec.name in ctx.fitted:  # loaded from this unit's own fitted.pt (--resume)
         return
-    if any(m.fit_from == spec.name for m in ctx.cfg.models):
+    if spec.name in ctx.cfg.fit_sources or any(m.fit_from == spec.name for m in ctx.cfg.models):
         state = {k: v.detach().clone() for k, v in fit.model.state_dict().items()}
         ctx.fitted[spec.name] = _Source(state, fit.seconds)
         save_fitted(fit.work, ctx.keys[spec.name], state, fit.seconds)
