@@ -29,9 +29,7 @@ from pathlib import Path
 
 MARKER = ".rgi-benchmark-run"  # rgi_anomalib.benchmark.cli.MARKER
 KEPT = (
-    MARKER,
-    "results.json",
-    "results.md",
+    MARKER,  # results.json is left out: a resumed run writes it again, for every unit
     "work/*/done.json",
     "work/*/samples.npz",
     "work/*/fitted.pt",
