@@ -394,6 +394,9 @@ def _run_model(
     progress.advance(task)  # the test step itself
     shutil.rmtree(fit.work / "empty_dtd", ignore_errors=True)
     rows = [by_category[cat] for cat in data.categories]
+    if qualitative is not None and spec.name in qualitative:  # the dataset's order, resumed or not
+        kept = qualitative[spec.name]
+        qualitative[spec.name] = {cat: kept[cat] for cat in data.categories if cat in kept}
     save_done(fit.work, ctx.keys[spec.name], rows, (qualitative or {}).get(spec.name))
     drop_categories(fit.work)
     return rows
