@@ -2,19 +2,14 @@
 
 from __future__ import annotations
 
-import importlib.util
 from pathlib import Path
 
 import pytest
-
-REPO = Path(__file__).resolve().parents[1]
+from script_loader import load_script
 
 
 def _keep_run():
-    spec = importlib.util.spec_from_file_location("keep_run", REPO / "benchmarks/keep_run.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script("keep_run")
 
 
 def _write(root: Path, files: dict[str, str]) -> None:

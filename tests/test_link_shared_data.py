@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-import importlib.util
 from pathlib import Path
 
 import pytest
+from script_loader import load_script
 
 from synthetic_btad import build_dataset
 
@@ -14,10 +14,7 @@ SHARED = REPO.parent / "shared" / "data"
 
 
 def _linker():
-    spec = importlib.util.spec_from_file_location("link", REPO / "benchmarks/link_shared_data.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script("link_shared_data")
 
 
 def test_missing_shared_folder_is_one_clear_error(tmp_path: Path) -> None:

@@ -2,20 +2,15 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 from pathlib import Path
 
 import pytest
-
-REPO = Path(__file__).resolve().parents[1]
+from script_loader import load_script
 
 
 def _table2():
-    spec = importlib.util.spec_from_file_location("table2", REPO / "benchmarks/table2.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script("table2")
 
 
 def _row(model: str, draw: str, dice: float, category: str = "crack") -> dict:

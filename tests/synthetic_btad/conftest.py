@@ -6,16 +6,18 @@ need them skip cleanly when that directory is absent.
 
 from __future__ import annotations
 
-import importlib.util
 import sys
 from pathlib import Path
 
 import pytest
 from PIL import Image
 
-# Make sbtad_helpers importable whatever pytest's import mode is.
-if str(Path(__file__).parent) not in sys.path:
-    sys.path.insert(0, str(Path(__file__).parent))
+# Make sbtad_helpers (here) and script_loader (tests/) importable whatever pytest's import mode is.
+for _helpers in (Path(__file__).parent, Path(__file__).parents[1]):
+    if str(_helpers) not in sys.path:
+        sys.path.insert(0, str(_helpers))
+
+from script_loader import load_script  # noqa: E402 - after the path it is found on
 
 REPO = Path(__file__).resolve().parents[2]
 SHARED_DATA = REPO / ".." / "shared" / "data"
@@ -35,10 +37,7 @@ def real_mvtec_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
     made by benchmarks/link_shared_data.py (the same layout the real-data benchmark uses)."""
     _require(GRID)
     _require(IND_KNN)
-    script = REPO / "benchmarks" / "link_shared_data.py"
-    spec = importlib.util.spec_from_file_location("link_shared_data", script)
-    linker = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(linker)
+    linker = load_script("link_shared_data")
     out = tmp_path_factory.mktemp("shared") / "roots"
     linker.link_shared_data(SHARED_DATA.resolve(), out)
     return out / "mvtec"
