@@ -222,16 +222,15 @@ def lambda_table(table: dict, categories: list[str]) -> list[str]:
     for family in ("rgi", "rrgi"):
         if (family, categories[0]) not in table:
             continue
-        rows = {
-            "paper's λ, oracle Dice": [_cell(_dice(table, family, c)) for c in categories],
-            "auto (normal images), oracle Dice": [
+        rows = {"paper's λ, oracle Dice": [_cell(_dice(table, family, c)) for c in categories]}
+        if (f"{family}_auto", categories[0]) in table:
+            rows["auto (normal images), oracle Dice"] = [
                 _cell(_dice(table, f"{family}_auto", c)) for c in categories
-            ],
-            "auto, deployable M̂ > 0 Dice": [
+            ]
+            rows["auto, deployable M̂ > 0 Dice"] = [
                 _cell(_values(table, f"{family}_auto", c, "dice_mask_rule_mean"))
                 for c in categories
-            ],
-        }
+            ]
         if len(lambda_grid(table, family)) > 1 and len(table[family, categories[0]]) > 1:
             cv = [cross_validated(table, family, c) for c in categories]
             rows["labelled CV, oracle Dice"] = [_cell(s) for s, _ in cv]
@@ -247,10 +246,8 @@ def lambda_table(table: dict, categories: list[str]) -> list[str]:
         }
         - {None}
     )
-    lines += [
-        "",
-        f"λ chosen by `lam: auto` (all draws): {', '.join(f'{v:.4f}' for v in auto_lams)}",
-    ]
+    chosen = ", ".join(f"{v:.4f}" for v in auto_lams) or "none (no `*_auto` rows in these runs)"
+    lines += ["", f"λ chosen by `lam: auto` (all draws): {chosen}"]
     return lines
 
 

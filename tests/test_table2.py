@@ -159,3 +159,14 @@ def test_claims_also_judged_with_the_other_gan_seed_on_the_same_draws() -> None:
     assert "| – | not run with that seed |" in next(line for line in lines if "on rgi" in line)
     # a verdict needs every draw: another seed on one draw only gets no column
     assert t2.other_seed_table(rows, other[:1]) is None
+
+
+def test_lambda_table_without_label_free_rows_says_so() -> None:
+    t2 = _table2()
+    lines = t2.lambda_table(t2.index(_draws("rgi", (0.1, 0.2, 0.3))), ["crack"])
+    assert not any("auto" in line for line in lines if line.startswith("| rgi"))
+    assert lines[-1].endswith("none (no `*_auto` rows in these runs)")
+    rows = _draws("rgi", (0.1, 0.2, 0.3)) + _draws("rgi_auto", (0.0, 0.1, 0.0))
+    lines = t2.lambda_table(t2.index(rows), ["crack"])
+    assert any("auto (normal images), oracle Dice" in line for line in lines)
+    assert lines[-1].endswith(": 0.0100")
