@@ -85,3 +85,16 @@ def test_scored_categories_round_trip_until_the_unit_is_done(tmp_path: Path) -> 
     assert found["scratch"] == ({"category": "scratch", "dice": 0.1}, [])
     drop_categories(tmp_path)
     assert load_categories(tmp_path, "k") == {} and not any(tmp_path.iterdir())
+
+
+def test_reused_samples_come_back_in_the_dataset_s_category_order(tmp_path: Path) -> None:
+    from types import SimpleNamespace
+
+    from rgi_anomalib.benchmark.runner import _in_dataset_order
+
+    one = {"path": "a.png", "gt": np.zeros((2, 2), bool), "map": np.zeros((2, 2))}
+    order = ["crack", "scratch", "mixed_large"]
+    save_done(tmp_path, "k", [], {cat: [one] for cat in order})
+    _, loaded = load_done(tmp_path, "k")  # the file keeps no order: categories load sorted
+    data = SimpleNamespace(categories={cat: [] for cat in [*order, "irregular"]})
+    assert list(_in_dataset_order(data, loaded)) == order

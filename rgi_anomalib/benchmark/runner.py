@@ -349,6 +349,11 @@ def _share_fit(ctx: _Context, spec: ModelSpec, fit: _Fit) -> None:
         save_fitted(fit.work, ctx.keys[spec.name], state, fit.seconds)
 
 
+def _in_dataset_order(data: DatasetInfo, samples: dict[str, Any]) -> dict[str, Any]:
+    """Per-category samples in the dataset's category order (saved ones load sorted by name)."""
+    return {cat: samples[cat] for cat in data.categories if cat in samples}
+
+
 def _run_model(
     ctx: _Context, spec: ModelSpec, cls: type, qualitative: Qualitative | None
 ) -> list[dict[str, Any]]:
@@ -360,7 +365,7 @@ def _run_model(
     if spec.name in ctx.done:
         rows, samples = ctx.done[spec.name]
         if qualitative is not None and samples:
-            qualitative[spec.name] = samples
+            qualitative[spec.name] = _in_dataset_order(data, samples)
         ctx.console.log(f"{tag}: finished by an earlier run, its rows reused (--resume)")
         progress.advance(task, 2 + len(data.categories))
         return rows
@@ -394,9 +399,8 @@ def _run_model(
     progress.advance(task)  # the test step itself
     shutil.rmtree(fit.work / "empty_dtd", ignore_errors=True)
     rows = [by_category[cat] for cat in data.categories]
-    if qualitative is not None and spec.name in qualitative:  # the dataset's order, resumed or not
-        kept = qualitative[spec.name]
-        qualitative[spec.name] = {cat: kept[cat] for cat in data.categories if cat in kept}
+    if qualitative is not None and spec.name in qualitative:  # resumed categories came first
+        qualitative[spec.name] = _in_dataset_order(data, qualitative[spec.name])
     save_done(fit.work, ctx.keys[spec.name], rows, (qualitative or {}).get(spec.name))
     drop_categories(fit.work)
     return rows
