@@ -1,13 +1,14 @@
 """Keep what ``--resume`` needs of a long benchmark run in the repository, and put it back.
 
-A run directory holds its built datasets and logs (tens of MB per draw), but ``benchmark
---resume`` needs only a few small files: the run marker, each finished unit's ``done.json`` and
-``samples.npz``, the categories an unfinished unit scored, and a source model's ``fitted.pt``
-(6 MiB for the default generator: keeping it means the draw's other GAN rows load the very same
-generator; GAN training is not bit-reproducible across CPUs). The datasets are rebuilt from the
-config by the resumed run. Sessions on the CPU machines here end after 3 hours and start from a
-fresh checkout, and the issue-scale Table 2 takes hours per draw, so its progress is kept under
-``benchmarks/kept_runs/`` between sessions::
+A run directory holds its built datasets and logs (tens of MB per draw), but ``benchmark --resume``
+needs only a few small files: the run marker, each finished unit's ``done.json`` and
+``samples.npz``, and the categories an unfinished unit scored. Trained weights (``fitted.pt``) are
+not kept: they are not source. Every row scored with a generator records the SHA-256 of its weights,
+so a resumed run that needs the generator trains it again (about 20 core-minutes at 128 px) and
+keeps those rows if it reproduces the digest (the same CPU and one thread), or scores them again if
+not. The datasets are rebuilt from the config by the resumed run. Sessions on the CPU machines here
+end after 3 hours and start from a fresh checkout, and the issue-scale Table 2 takes hours per draw,
+so its progress is kept under ``benchmarks/kept_runs/`` between sessions::
 
     python benchmarks/keep_run.py save runs/benchmark/elpv_table2/elpv_s0 \\
         benchmarks/kept_runs/elpv_table2/elpv_s0
@@ -32,7 +33,6 @@ KEPT = (
     MARKER,  # results.json is left out: a resumed run writes it again, for every unit
     "work/*/done.json",
     "work/*/samples.npz",
-    "work/*/fitted.pt",
     "work/*/categories/*.json",
     "work/*/categories/*.npz",
 )

@@ -99,27 +99,53 @@ def test_benchmark_command_end_to_end(tmp_path: Path) -> None:
     again_rows = json.loads((run_dir / "results.json").read_text())["rows"]
     assert _without_timing(again_rows) == _without_timing(rows)  # fit_seconds: rgi not refitted
     assert not (work / "anogan_tiny_seed0" / "categories").exists()
-    # The generator's weights are gone: it trains again, and anogan, which loaded them, reruns.
-    for name in ("fitted.pt", "done.json"):
-        (work / "rgi_tiny_seed0" / name).unlink()
+    # The generator's weights were not kept (a kept run in the repository keeps no weights):
+    # rgi trains again. Here (the same data, seed, CPU and one thread) it reproduces them: its
+    # rows and anogan's scored category stay, only anogan's other category is scored.
+    rgi_sha = json.loads((work / "rgi_tiny_seed0" / "done.json").read_text())["weights_sha256"]
+    _interrupt_after_fit_and_one_category(
+        work, "rgi_tiny_seed0", "anogan_tiny_seed0", "mixed_large", keep_source_rows=True
+    )
+    (work / "rgi_tiny_seed0" / "fitted.pt").unlink()
     resumed = _benchmark(path, "--resume")
     assert resumed.returncode == 0, resumed.stdout[-3000:] + resumed.stderr[-3000:]
+    assert f"rgi · tiny · seed 0: trained again to the same weights ({rgi_sha[:12]})" in (
+        resumed.stdout
+    )
+    assert "anogan · tiny · seed 0: mixed_large scored by an earlier run, kept" in resumed.stdout
+    assert "--resume: 1 of 2 model runs reused" in resumed.stdout
+    again_rows = json.loads((run_dir / "results.json").read_text())["rows"]
+    assert _without_timing(again_rows) == _without_timing(rows)
+    # Trained again to other weights (as on another CPU): what anogan scored with the old ones
+    # runs again.
+    for name in ("fitted.pt", "done.json"):
+        (work / "rgi_tiny_seed0" / name).unlink()
+    done = json.loads((work / "anogan_tiny_seed0" / "done.json").read_text())
+    assert done["weights_sha256"] == rgi_sha
+    done["weights_sha256"] = "0" * 64  # as if scored with another generator
+    (work / "anogan_tiny_seed0" / "done.json").write_text(json.dumps(done))
+    resumed = _benchmark(path, "--resume")
+    assert resumed.returncode == 0, resumed.stdout[-3000:] + resumed.stderr[-3000:]
+    assert "anogan · tiny · seed 0: rgi trained again to other weights: runs again" in (
+        resumed.stdout
+    )
     assert "--resume: 0 of 2 model runs reused" in resumed.stdout
     assert (work / "rgi_tiny_seed0" / "fitted.pt").is_file()
     assert (run_dir / "qualitative.png").is_file()
 
 
 def _interrupt_after_fit_and_one_category(
-    work: Path, source_unit: str, unit: str, category: str
+    work: Path, source_unit: str, unit: str, category: str, keep_source_rows: bool = False
 ) -> None:
     """Leave two units as a run stopped mid-test leaves them: ``source_unit`` with its fitted
-    weights but no rows, ``unit`` with the row of ``category`` only."""
+    weights but no rows (or with its rows), ``unit`` with the row of ``category`` only."""
     from rgi_anomalib.benchmark.resume import save_category
 
-    (work / source_unit / "done.json").unlink()
+    if not keep_source_rows:
+        (work / source_unit / "done.json").unlink()
     done = json.loads((work / unit / "done.json").read_text())
     (row,) = [r for r in done["rows"] if r["category"] == category]
-    save_category(work / unit, done["key"], category, row, None)
+    save_category(work / unit, done["key"], category, row, None, done.get("weights_sha256"))
     (work / unit / "done.json").unlink()
 
 
@@ -129,7 +155,8 @@ def _without_timing(rows: list[dict]) -> list[dict]:
 
 def _benchmark(config_path: Path, *extra: str) -> subprocess.CompletedProcess:
     """The real command, offline, with a wide console (the tables are not wrapped)."""
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "COLUMNS": "160"}
+    # One thread: a generator trained again reproduces its weights bit for bit.
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "COLUMNS": "160", "OMP_NUM_THREADS": "1"}
     return subprocess.run(
         [str(SCRIPT), "benchmark", "--config", str(config_path), *extra],
         capture_output=True,

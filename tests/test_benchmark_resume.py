@@ -1,5 +1,5 @@
-"""benchmark/resume.py: a finished unit, category or fit is reused only with the same key; saved
-files round-trip."""
+"""benchmark/resume.py: a finished unit, category or fit is reused only with the same key and,
+where weights are shared, the same weights; saved files round-trip."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ import torch
 
 from rgi_anomalib.benchmark.config import BenchmarkConfig, DatasetSpec, ModelSpec
 from rgi_anomalib.benchmark.resume import (
+    Scored,
     drop_categories,
     load_categories,
     load_done,
@@ -18,6 +19,7 @@ from rgi_anomalib.benchmark.resume import (
     save_done,
     save_fitted,
     unit_key,
+    weights_digest,
 )
 
 
@@ -53,13 +55,54 @@ def test_done_rows_and_samples_round_trip_and_need_the_same_key(tmp_path: Path) 
     assert load_done(tmp_path, "k") is None
     save_done(tmp_path, "k", rows, samples)
     assert load_done(tmp_path, "other key") is None
-    got_rows, got_samples = load_done(tmp_path, "k")
-    assert got_rows == rows
+    done = load_done(tmp_path, "k")
+    got_rows, got_samples = done.rows, done.samples
+    assert got_rows == rows and done.weights_sha256 is None
     assert [s["path"] for s in got_samples["crack"]] == ["a.png", "b.png"]
     assert got_samples["crack"][0]["pred"] is None and got_samples["crack"][0]["restored"] is None
     np.testing.assert_array_equal(got_samples["crack"][1]["pred"], gt)
     np.testing.assert_array_equal(got_samples["crack"][0]["map"], np.ones((4, 4)))
     assert sorted(p.name for p in tmp_path.iterdir()) == ["done.json", "samples.npz"]  # no temp
+    save_done(tmp_path, "k", rows, None, weights_sha256="ab" * 32)
+    assert load_done(tmp_path, "k").weights_sha256 == "ab" * 32
+
+
+def test_the_weights_digest_changes_with_any_value_but_not_with_the_order() -> None:
+    state = {"conv.weight": torch.linspace(-1, 1, 12).reshape(3, 4), "bn.n": torch.tensor(7)}
+    digest = weights_digest(state)
+    assert digest == weights_digest(dict(reversed(state.items())))
+    assert digest == weights_digest({k: v.clone() for k, v in state.items()})
+    nudged = state["conv.weight"].clone()
+    nudged[2, 3] = torch.nextafter(nudged[2, 3], torch.tensor(2.0))  # one ulp
+    others = [
+        weights_digest({**state, "conv.weight": nudged}),
+        weights_digest({**state, "conv.weight": state["conv.weight"].double()}),
+        weights_digest({**state, "conv.weight": state["conv.weight"].reshape(4, 3)}),
+        weights_digest({**state, "bn.m": torch.tensor(7)}),
+    ]
+    assert len({digest, *others}) == 5 and len(digest) == 64
+    strided = state["conv.weight"].t().contiguous().t()  # the same values, not contiguous
+    assert weights_digest({**state, "conv.weight": strided}) == digest
+
+
+def test_saved_rows_count_only_with_the_weights_they_were_scored_with() -> None:
+    from types import SimpleNamespace
+
+    from rgi_anomalib.benchmark.runner import _scored_with_these_weights, _Source
+
+    spec = ModelSpec("anogan", "anogan", fit_from="rgi")
+    kept = _Source({}, 1.0, "a" * 64, trained_now=False)  # loaded from fitted.pt
+    again = _Source({}, 1.0, "a" * 64, trained_now=True)  # trained again by this run
+    other = _Source({}, 1.0, "b" * 64, trained_now=True)
+
+    def reusable(source: _Source | None, recorded: str | None) -> bool:
+        ctx = SimpleNamespace(fitted={} if source is None else {"rgi": source})
+        return _scored_with_these_weights(ctx, spec, Scored([], {}, recorded))
+
+    assert reusable(None, None) and reusable(None, "b" * 64)  # no weights loaded: the key decides
+    assert reusable(kept, "a" * 64) and reusable(again, "a" * 64)  # the same weights
+    assert not reusable(other, "a" * 64)  # trained again to other weights
+    assert reusable(kept, None) and not reusable(again, None)  # saved before digests were kept
 
 
 def test_fitted_weights_round_trip_and_need_the_same_key(tmp_path: Path) -> None:
@@ -79,10 +122,12 @@ def test_scored_categories_round_trip_until_the_unit_is_done(tmp_path: Path) -> 
     save_category(tmp_path, "old key", "irregular", {"category": "irregular"}, None)
     found = load_categories(tmp_path, "k")
     assert sorted(found) == ["crack", "scratch"]  # another key's category is not reused
-    row, samples = found["crack"]
+    row, samples = found["crack"].rows, found["crack"].samples
     assert row == {"category": "crack", "dice": 0.3} and samples[0]["path"] == "c.png"
     np.testing.assert_array_equal(samples[0]["map"], gt * 0.5)
-    assert found["scratch"] == ({"category": "scratch", "dice": 0.1}, [])
+    assert found["scratch"] == Scored({"category": "scratch", "dice": 0.1}, [])
+    save_category(tmp_path, "k", "scratch", {"category": "scratch"}, None, weights_sha256="cd")
+    assert load_categories(tmp_path, "k")["scratch"].weights_sha256 == "cd"
     drop_categories(tmp_path)
     assert load_categories(tmp_path, "k") == {} and not any(tmp_path.iterdir())
 
@@ -95,6 +140,6 @@ def test_reused_samples_come_back_in_the_dataset_s_category_order(tmp_path: Path
     one = {"path": "a.png", "gt": np.zeros((2, 2), bool), "map": np.zeros((2, 2))}
     order = ["crack", "scratch", "mixed_large"]
     save_done(tmp_path, "k", [], {cat: [one] for cat in order})
-    _, loaded = load_done(tmp_path, "k")  # the file keeps no order: categories load sorted
+    loaded = load_done(tmp_path, "k").samples  # the file keeps no order: sorted by name
     data = SimpleNamespace(categories={cat: [] for cat in [*order, "irregular"]})
     assert list(_in_dataset_order(data, loaded)) == order

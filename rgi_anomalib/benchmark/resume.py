@@ -10,6 +10,11 @@ each at 128 px on a CPU. A resumed run reuses a finished unit, category or fit o
 matches: a digest of everything that decides its rows (the model entry, the dataset entry, the
 seed, the evaluation settings and, for ``fit_from``, the source's key). A fit that was
 interrupted starts again: the unit is a whole fit, not an epoch.
+
+Rows scored with shared weights (a source's own rows and those of every model that loads them)
+also record the SHA-256 of those weights (``weights_sha256``). ``fitted.pt`` can then be thrown
+away: a source that trains again and reproduces the digest (the same data, seed and CPU) keeps
+every row scored with it; one that does not (another CPU or thread count) reruns them.
 """
 
 from __future__ import annotations
@@ -18,6 +23,7 @@ import dataclasses
 import hashlib
 import json
 import shutil
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -58,7 +64,36 @@ def unit_key(
     return hashlib.sha256(text.encode()).hexdigest()
 
 
-def load_done(work: Path, key: str) -> tuple[list[dict[str, Any]], dict[str, list]] | None:
+@dataclass
+class Scored:
+    """Rows saved by an earlier run: a finished unit's (``rows``: one per category, ``samples``:
+    category -> qualitative samples) or one category of an unfinished unit (``rows``: that
+    category's row, ``samples``: its samples). ``weights_sha256``: the digest of the shared
+    weights they were scored with; None when not shared, or saved before digests were kept."""
+
+    rows: Any
+    samples: Any
+    weights_sha256: str | None = None
+
+
+def weights_digest(state: dict[str, Any]) -> str:
+    """SHA-256 of a state dict: every entry's name, dtype, shape and bytes, in name order."""
+    import torch
+
+    digest = hashlib.sha256()
+    for name in sorted(state):
+        value = state[name]
+        digest.update(name.encode())
+        if isinstance(value, torch.Tensor):
+            flat = value.detach().cpu().contiguous().reshape(-1)
+            digest.update(f"{value.dtype}{tuple(value.shape)}".encode())
+            digest.update(flat.view(torch.uint8).numpy().tobytes())
+        else:  # extra state: its text form
+            digest.update(repr(value).encode())
+    return digest.hexdigest()
+
+
+def load_done(work: Path, key: str) -> Scored | None:
     """The rows and qualitative samples of a finished unit with this key, else None."""
     path = work / DONE_FILE
     if not path.is_file():
@@ -66,22 +101,34 @@ def load_done(work: Path, key: str) -> tuple[list[dict[str, Any]], dict[str, lis
     done = json.loads(path.read_text())
     if done.get("key") != key:
         return None
-    return done["rows"], _load_samples(work / SAMPLES_FILE)
+    return Scored(done["rows"], _load_samples(work / SAMPLES_FILE), done.get("weights_sha256"))
 
 
 def save_done(
-    work: Path, key: str, rows: list[dict[str, Any]], samples: dict[str, list] | None
+    work: Path,
+    key: str,
+    rows: list[dict[str, Any]],
+    samples: dict[str, list] | None,
+    weights_sha256: str | None = None,
 ) -> None:
     """Mark a unit finished: samples first, then the rows (``done.json`` is the commit)."""
     if samples:
         with atomic_path(work / SAMPLES_FILE) as tmp, tmp.open("wb") as f:
             np.savez_compressed(f, **_flatten(samples))
+    record: dict[str, Any] = {"key": key, "rows": rows}
+    if weights_sha256:
+        record["weights_sha256"] = weights_sha256
     with atomic_path(work / DONE_FILE) as tmp:
-        tmp.write_text(json.dumps({"key": key, "rows": rows}, indent=1) + "\n")
+        tmp.write_text(json.dumps(record, indent=1) + "\n")
 
 
 def save_category(
-    work: Path, key: str, category: str, row: dict[str, Any], samples: list | None
+    work: Path,
+    key: str,
+    category: str,
+    row: dict[str, Any],
+    samples: list | None,
+    weights_sha256: str | None = None,
 ) -> None:
     """Keep one scored category of an unfinished unit (its samples first, then its row)."""
     folder = work / CATEGORY_DIR
@@ -89,18 +136,22 @@ def save_category(
     if samples:
         with atomic_path(folder / f"{category}.npz") as tmp, tmp.open("wb") as f:
             np.savez_compressed(f, **_flatten({category: samples}))
+    record: dict[str, Any] = {"key": key, "row": row}
+    if weights_sha256:
+        record["weights_sha256"] = weights_sha256
     with atomic_path(folder / f"{category}.json") as tmp:
-        tmp.write_text(json.dumps({"key": key, "row": row}, indent=1) + "\n")
+        tmp.write_text(json.dumps(record, indent=1) + "\n")
 
 
-def load_categories(work: Path, key: str) -> dict[str, tuple[dict[str, Any], list]]:
-    """category -> (row, samples) of the categories of an unfinished unit scored with this key."""
-    found: dict[str, tuple[dict[str, Any], list]] = {}
+def load_categories(work: Path, key: str) -> dict[str, Scored]:
+    """category -> its saved row and samples, for the categories of an unfinished unit scored
+    with this key."""
+    found: dict[str, Scored] = {}
     for path in sorted((work / CATEGORY_DIR).glob("*.json")):
         saved = json.loads(path.read_text())
         if saved.get("key") == key:
             samples = _load_samples(path.with_suffix(".npz")).get(path.stem, [])
-            found[path.stem] = (saved["row"], samples)
+            found[path.stem] = Scored(saved["row"], samples, saved.get("weights_sha256"))
     return found
 
 

@@ -33,6 +33,7 @@ from .models import (
 )
 from .predict import Predictions, gap_columns, predict_groups
 from .resume import (
+    Scored,
     drop_categories,
     load_categories,
     load_done,
@@ -41,6 +42,7 @@ from .resume import (
     save_done,
     save_fitted,
     unit_key,
+    weights_digest,
 )
 from .rows import ResultRow
 
@@ -90,6 +92,8 @@ class _Source:
 
     state_dict: dict[str, Any]
     seconds: float
+    sha256: str  # weights_digest(state_dict)
+    trained_now: bool  # by this run, not loaded from an earlier run's fitted.pt
 
 
 def _work_dir(cfg: BenchmarkConfig, data: DatasetInfo, spec: ModelSpec, seed: int) -> Path:
@@ -284,10 +288,13 @@ class _Context:
     progress: Any
     task: Any
     keys: dict[str, str]
-    done: dict[str, tuple[list[dict[str, Any]], dict[str, list[dict[str, Any]]]]]
+    done: dict[str, Scored]
     fitted: dict[str, _Source]
-    # model -> category -> (row, samples) scored by an earlier run of an unfinished unit
-    partial: dict[str, dict[str, tuple[dict[str, Any], list[dict[str, Any]]]]]
+    # model -> category -> its row, scored by an earlier run of an unfinished unit
+    partial: dict[str, dict[str, Scored]]
+    # finished sources whose weights were not kept: they train again before their rows count
+    retrain: set[str]
+    reused: int = 0
 
 
 def _unit_keys(cfg: BenchmarkConfig, spec: DatasetSpec, seed: int) -> dict[str, str]:
@@ -300,42 +307,53 @@ def _unit_keys(cfg: BenchmarkConfig, spec: DatasetSpec, seed: int) -> dict[str, 
 
 def _finished_units(
     cfg: BenchmarkConfig, data: DatasetInfo, seed: int, keys: dict[str, str]
-) -> tuple[dict[str, Any], dict[str, _Source], dict[str, Any]]:
+) -> tuple[dict[str, Scored], dict[str, _Source], dict[str, Any], set[str]]:
     """With ``cfg.resume``: the units finished earlier with the same key; the saved weights of
-    those that a pending unit loads (a finished source without them runs again, and so does
-    every unit that loaded them) and of pending units whose fit finished; the categories that
-    pending units scored already."""
+    those that a pending unit loads and of pending units whose fit finished; the categories that
+    pending units scored already; the finished sources that a pending unit loads but whose
+    weights were not kept (they train again)."""
     if not cfg.resume:
-        return {}, {}, {}
+        return {}, {}, {}, set()
     done = {}
     for spec in cfg.models:
         found = load_done(_work_dir(cfg, data, spec, seed), keys[spec.name])
         if found is not None:
             done[spec.name] = found
-    sources = {}
+    sources, retrain = {}, set()
     for spec in cfg.models:
         loaded_later = any(m.fit_from == spec.name and m.name not in done for m in cfg.models)
         refit = spec.name not in done and spec.fit_from is None
         if loaded_later or refit:
             saved = load_fitted_state(_work_dir(cfg, data, spec, seed), keys[spec.name])
             if saved is not None:
-                sources[spec.name] = _Source(*saved)
+                state, seconds = saved
+                sources[spec.name] = _Source(state, seconds, weights_digest(state), False)
             elif spec.name in done:
-                del done[spec.name]
-    # A source that trains again (its weights were not kept) may not reproduce them bit for bit
-    # (another CPU, another thread count): what loaded the old weights runs again too.
-    retrained = {m.name for m in cfg.models if m.name not in done and m.name not in sources}
-    for spec in cfg.models:  # config order: a fit_from source comes before what loads it
-        if spec.fit_from in retrained:
-            done.pop(spec.name, None)
-            retrained.add(spec.name)
+                retrain.add(spec.name)
     partial = {}
     for spec in cfg.models:
         if spec.name not in done:
             scored = load_categories(_work_dir(cfg, data, spec, seed), keys[spec.name])
             if scored:
                 partial[spec.name] = scored
-    return done, sources, partial
+    return done, sources, partial, retrain
+
+
+def _scored_with_these_weights(ctx: _Context, spec: ModelSpec, saved: Scored) -> bool:
+    """Whether saved rows of ``spec`` came from the shared weights this run holds. A source
+    that trains again may not reproduce its weights bit for bit (another CPU, another thread
+    count); rows saved without a digest count only with the weights kept on disk."""
+    source = ctx.fitted.get(spec.fit_from or spec.name)
+    if source is None:  # nothing shared was loaded or trained: the unit's key decides
+        return True
+    if saved.weights_sha256 is None:
+        return not source.trained_now
+    return saved.weights_sha256 == source.sha256
+
+
+def _shared_sha256(ctx: _Context, spec: ModelSpec) -> str | None:
+    source = ctx.fitted.get(spec.fit_from or spec.name)
+    return source.sha256 if source is not None else None
 
 
 def _share_fit(ctx: _Context, spec: ModelSpec, fit: _Fit) -> None:
@@ -345,8 +363,19 @@ def _share_fit(ctx: _Context, spec: ModelSpec, fit: _Fit) -> None:
         return
     if spec.name in ctx.cfg.fit_sources or any(m.fit_from == spec.name for m in ctx.cfg.models):
         state = {k: v.detach().clone() for k, v in fit.model.state_dict().items()}
-        ctx.fitted[spec.name] = _Source(state, fit.seconds)
+        ctx.fitted[spec.name] = _Source(state, fit.seconds, weights_digest(state), True)
         save_fitted(fit.work, ctx.keys[spec.name], state, fit.seconds)
+
+
+def _reuse(ctx: _Context, spec: ModelSpec, qualitative: Qualitative | None, why: str) -> list:
+    """The rows (and samples) of a unit finished by an earlier run."""
+    saved = ctx.done[spec.name]
+    if qualitative is not None and saved.samples:
+        qualitative[spec.name] = _in_dataset_order(ctx.data, saved.samples)
+    ctx.console.log(f"{spec.name} · {ctx.data.name} · seed {ctx.seed}: {why} (--resume)")
+    ctx.progress.advance(ctx.task, 2 + len(ctx.data.categories))
+    ctx.reused += 1
+    return saved.rows
 
 
 def _in_dataset_order(data: DatasetInfo, samples: dict[str, Any]) -> dict[str, Any]:
@@ -359,29 +388,40 @@ def _run_model(
 ) -> list[dict[str, Any]]:
     """Fit (or share) one model, then one row per category; qualitative samples are kept for
     the run's first dataset and seed (``qualitative`` given). A unit finished by an earlier run
-    (``--resume``, same key) gives its saved rows instead."""
+    (``--resume``, same key) gives its saved rows instead, if they were scored with the shared
+    weights this run holds (a source whose weights were not kept trains first to find out)."""
     cfg, data, progress, task = ctx.cfg, ctx.data, ctx.progress, ctx.task
     tag = f"{spec.name} · {data.name} · seed {ctx.seed}"
-    if spec.name in ctx.done:
-        rows, samples = ctx.done[spec.name]
-        if qualitative is not None and samples:
-            qualitative[spec.name] = _in_dataset_order(data, samples)
-        ctx.console.log(f"{tag}: finished by an earlier run, its rows reused (--resume)")
-        progress.advance(task, 2 + len(data.categories))
-        return rows
-    partial = ctx.partial.get(spec.name, {})
-    if partial:
-        ctx.console.log(f"{tag}: {', '.join(partial)} scored by an earlier run, kept (--resume)")
+    saved = ctx.done.get(spec.name)
+    if saved is not None and spec.name not in ctx.retrain:
+        if _scored_with_these_weights(ctx, spec, saved):
+            return _reuse(ctx, spec, qualitative, "finished by an earlier run, its rows reused")
+        ctx.console.log(f"{tag}: {spec.fit_from} trained again to other weights: runs again")
     progress.update(task, description=f"fit  {tag}")
     fit = _fit(cfg, data, spec, cls, ctx.seed, ctx.fitted)
     _share_fit(ctx, spec, fit)
+    if saved is not None and spec.name in ctx.retrain:
+        sha = ctx.fitted[spec.name].sha256[:12]
+        if _scored_with_these_weights(ctx, spec, saved):
+            # what loads these weights reports the fit time of the rows kept, as before
+            ctx.fitted[spec.name].seconds = saved.rows[0]["fit_seconds"]
+            return _reuse(ctx, spec, qualitative, f"trained again to the same weights ({sha})")
+        ctx.console.log(f"{tag}: trained again to other weights ({sha}): tested again")
     progress.advance(task)
+    partial = {
+        cat: scored
+        for cat, scored in ctx.partial.get(spec.name, {}).items()
+        if _scored_with_these_weights(ctx, spec, scored)
+    }
+    if partial:
+        ctx.console.log(f"{tag}: {', '.join(partial)} scored by an earlier run, kept (--resume)")
     progress.update(task, description=f"test {tag}")
-    by_category = {cat: row for cat, (row, _) in partial.items()}
-    for cat, (_, samples) in partial.items():
-        if qualitative is not None and samples:
-            qualitative.setdefault(spec.name, {})[cat] = samples
+    by_category = {cat: scored.rows for cat, scored in partial.items()}
+    for cat, scored in partial.items():
+        if qualitative is not None and scored.samples:
+            qualitative.setdefault(spec.name, {})[cat] = scored.samples
     progress.advance(task, len(partial))
+    sha256 = _shared_sha256(ctx, spec)
     for cat, preds in _predict_categories(cfg, data, spec, fit, skip=set(partial)):
         row = _row(cfg, data, spec, cls, ctx.seed, fit, cat, preds)
         by_category[cat] = row.as_dict()
@@ -390,7 +430,7 @@ def _run_model(
         if qualitative is not None:
             samples = _samples(preds[2], m["dataset_threshold"], cfg.qualitative_images)
             qualitative.setdefault(spec.name, {})[cat] = samples
-        save_category(fit.work, ctx.keys[spec.name], cat, by_category[cat], samples)
+        save_category(fit.work, ctx.keys[spec.name], cat, by_category[cat], samples, sha256)
         ctx.console.log(
             f"{tag} {cat}: Dice oracle {m['dice_oracle_mean']:.3f}, "
             f"pixel AUROC {m['pixel_auroc']:.3f}, AUPRO {m['aupro']:.3f}"
@@ -401,7 +441,7 @@ def _run_model(
     rows = [by_category[cat] for cat in data.categories]
     if qualitative is not None and spec.name in qualitative:  # resumed categories came first
         qualitative[spec.name] = _in_dataset_order(data, qualitative[spec.name])
-    save_done(fit.work, ctx.keys[spec.name], rows, (qualitative or {}).get(spec.name))
+    save_done(fit.work, ctx.keys[spec.name], rows, (qualitative or {}).get(spec.name), sha256)
     drop_categories(fit.work)
     return rows
 
@@ -429,15 +469,13 @@ def run_benchmark(cfg: BenchmarkConfig, console: Any = None) -> RunResult:
             for spec, data in zip(cfg.datasets, datasets, strict=True):
                 for seed in cfg.seeds:
                     keys = _unit_keys(cfg, spec, seed)
-                    done, sources, partial = _finished_units(cfg, data, seed, keys)
-                    reused += len(done)
-                    ctx = _Context(
-                        cfg, data, seed, console, progress, task, keys, done, sources, partial
-                    )
+                    found = _finished_units(cfg, data, seed, keys)
+                    ctx = _Context(cfg, data, seed, console, progress, task, keys, *found)
                     first = seed == cfg.seeds[0] and data is datasets[0]
                     for model in cfg.models:
                         cls = classes[model.name]
                         rows += _run_model(ctx, model, cls, qualitative if first else None)
+                    reused += ctx.reused
     if cfg.resume:
         total = len(cfg.models) * len(cfg.seeds) * len(datasets)
         notes.append(f"--resume: {reused} of {total} model runs reused from {cfg.run_dir}/work")
