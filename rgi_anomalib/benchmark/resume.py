@@ -23,7 +23,6 @@ import dataclasses
 import hashlib
 import json
 import shutil
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -64,7 +63,7 @@ def unit_key(
     return hashlib.sha256(text.encode()).hexdigest()
 
 
-@dataclass
+@dataclasses.dataclass
 class Scored:
     """Rows saved by an earlier run: a finished unit's (``rows``: one per category, ``samples``:
     category -> qualitative samples) or one category of an unfinished unit (``rows``: that
@@ -115,11 +114,8 @@ def save_done(
     if samples:
         with atomic_path(work / SAMPLES_FILE) as tmp, tmp.open("wb") as f:
             np.savez_compressed(f, **_flatten(samples))
-    record: dict[str, Any] = {"key": key, "rows": rows}
-    if weights_sha256:
-        record["weights_sha256"] = weights_sha256
     with atomic_path(work / DONE_FILE) as tmp:
-        tmp.write_text(json.dumps(record, indent=1) + "\n")
+        tmp.write_text(_record(key=key, rows=rows, weights_sha256=weights_sha256))
 
 
 def save_category(
@@ -136,11 +132,8 @@ def save_category(
     if samples:
         with atomic_path(folder / f"{category}.npz") as tmp, tmp.open("wb") as f:
             np.savez_compressed(f, **_flatten({category: samples}))
-    record: dict[str, Any] = {"key": key, "row": row}
-    if weights_sha256:
-        record["weights_sha256"] = weights_sha256
     with atomic_path(folder / f"{category}.json") as tmp:
-        tmp.write_text(json.dumps(record, indent=1) + "\n")
+        tmp.write_text(_record(key=key, row=row, weights_sha256=weights_sha256))
 
 
 def load_categories(work: Path, key: str) -> dict[str, Scored]:
@@ -153,6 +146,11 @@ def load_categories(work: Path, key: str) -> dict[str, Scored]:
             samples = _load_samples(path.with_suffix(".npz")).get(path.stem, [])
             found[path.stem] = Scored(saved["row"], samples, saved.get("weights_sha256"))
     return found
+
+
+def _record(**fields: Any) -> str:
+    """The JSON text of a saved record; a missing digest (weights not shared) is left out."""
+    return json.dumps({k: v for k, v in fields.items() if v is not None}, indent=1) + "\n"
 
 
 def drop_categories(work: Path) -> None:

@@ -343,7 +343,7 @@ def _scored_with_these_weights(ctx: _Context, spec: ModelSpec, saved: Scored) ->
     """Whether saved rows of ``spec`` came from the shared weights this run holds. A source
     that trains again may not reproduce its weights bit for bit (another CPU, another thread
     count); rows saved without a digest count only with the weights kept on disk."""
-    source = ctx.fitted.get(spec.fit_from or spec.name)
+    source = _shared_source(ctx, spec)
     if source is None:  # nothing shared was loaded or trained: the unit's key decides
         return True
     if saved.weights_sha256 is None:
@@ -351,9 +351,9 @@ def _scored_with_these_weights(ctx: _Context, spec: ModelSpec, saved: Scored) ->
     return saved.weights_sha256 == source.sha256
 
 
-def _shared_sha256(ctx: _Context, spec: ModelSpec) -> str | None:
-    source = ctx.fitted.get(spec.fit_from or spec.name)
-    return source.sha256 if source is not None else None
+def _shared_source(ctx: _Context, spec: ModelSpec) -> _Source | None:
+    """The shared weights ``spec`` is scored with this run: its source's, or its own."""
+    return ctx.fitted.get(spec.fit_from or spec.name)
 
 
 def _share_fit(ctx: _Context, spec: ModelSpec, fit: _Fit) -> None:
@@ -421,7 +421,8 @@ def _run_model(
         if qualitative is not None and scored.samples:
             qualitative.setdefault(spec.name, {})[cat] = scored.samples
     progress.advance(task, len(partial))
-    sha256 = _shared_sha256(ctx, spec)
+    source = _shared_source(ctx, spec)
+    sha256 = source.sha256 if source is not None else None
     for cat, preds in _predict_categories(cfg, data, spec, fit, skip=set(partial)):
         row = _row(cfg, data, spec, cls, ctx.seed, fit, cat, preds)
         by_category[cat] = row.as_dict()
