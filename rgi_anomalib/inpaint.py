@@ -40,18 +40,47 @@ class Inpainting:
     mask: Any | None  # B×1×H×W tensor (|M̂| in grey); None without a mask (AnoGAN, masked)
 
 
-def load_model(ckpt_path: str | Path, model: str | None = None) -> Any:
-    """An Rgi / RRgi / AnoGan module from its checkpoint (class read from the checkpoint, or
-    ``model`` for checkpoints written before the class was recorded)."""
-    import torch
+def _read_checkpoint(path: Path) -> dict[str, Any]:
+    """The checkpoint's dictionary, unpickled with ``weights_only=True``: tensors, plain data and
+    anomalib's allow-listed enums only, so a crafted file cannot run code when it is opened (as
+    anomalib's own ``load_from_checkpoint`` does)."""
+    import pickle
 
-    from rgi_anomalib import models
+    import torch
+    from anomalib.utils.serialization import anomalib_safe_globals
+
+    try:
+        with anomalib_safe_globals():
+            checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as err:
+        # torch's message starts with advice to retry with weights_only=False: keep only the
+        # line that names the refused object.
+        lines = [ln.strip() for ln in str(err).splitlines() if "GLOBAL" in ln]
+        if not lines:
+            raise ValueError(f"--ckpt_path {path}: not a readable PyTorch checkpoint") from err
+        msg = (
+            f"--ckpt_path {path}: refused without unpickling it: it holds objects other than "
+            f"weights and plain data ({lines[0]}). Only checkpoints of Rgi / RRgi / AnoGan load."
+        )
+        raise ValueError(msg) from err
+    except (RuntimeError, EOFError, OSError) as err:
+        raise ValueError(f"--ckpt_path {path}: not a readable PyTorch checkpoint ({err})") from err
+    if not isinstance(checkpoint, dict) or not isinstance(checkpoint.get("state_dict"), dict):
+        raise ValueError(f"--ckpt_path {path}: not a Lightning checkpoint (no state_dict)")
+    return checkpoint
+
+
+def _model_class_name(checkpoint: dict[str, Any], path: Path, model: str | None) -> str:
+    """Rgi / RRgi / AnoGan: recorded in the checkpoint, else ``model``. A checkpoint of another
+    anomalib model (PatchCore, ...) has no generator: say so rather than suggest ``--model``."""
     from rgi_anomalib.models.gan_inversion.lightning_model import CHECKPOINT_CLASS_KEY
 
-    path = Path(ckpt_path)
-    if not path.is_file():
-        raise FileNotFoundError(f"--ckpt_path {path}: no such checkpoint file")
-    checkpoint = torch.load(path, map_location="cpu", weights_only=False)
+    if not any(key.startswith("model.generator") for key in checkpoint["state_dict"]):
+        msg = (
+            f"--ckpt_path {path} is not a GAN-inversion checkpoint (it has no generator); "
+            f"inpaint restores images with a fitted {', '.join(CLASSES)} model only"
+        )
+        raise ValueError(msg)
     name = model or checkpoint.get(CHECKPOINT_CLASS_KEY)
     if name is None:
         msg = f"{path} does not say which model wrote it; pass --model one of {', '.join(CLASSES)}"
@@ -59,11 +88,25 @@ def load_model(ckpt_path: str | Path, model: str | None = None) -> Any:
     by_lower = {c.lower(): c for c in CLASSES}
     if name.lower() not in by_lower:
         raise ValueError(f"--model must be one of {', '.join(CLASSES)}, got {name!r}")
-    cls = getattr(models, by_lower[name.lower()])
+    return by_lower[name.lower()]
+
+
+def load_model(ckpt_path: str | Path, model: str | None = None) -> Any:
+    """An Rgi / RRgi / AnoGan module from its checkpoint (class read from the checkpoint, or
+    ``model`` for checkpoints written before the class was recorded). The file is read with
+    ``weights_only=True``: one that needs arbitrary unpickling is refused without running it."""
+    from rgi_anomalib import models
+
+    path = Path(ckpt_path)
+    if not path.is_file():
+        raise FileNotFoundError(f"--ckpt_path {path}: no such checkpoint file")
+    checkpoint = _read_checkpoint(path)
+    cls = getattr(models, _model_class_name(checkpoint, path, model))
     # Checkpoints written before encoder_weight existed (default 10 now) have no encoder.
     saved = checkpoint.get("hyper_parameters", {})
     older = {} if "encoder_weight" in saved else {"encoder_weight": 0.0}
-    return cls.load_from_checkpoint(path, map_location="cpu", **older).eval()
+    # anomalib's load_from_checkpoint reads the file again with weights_only=True.
+    return cls.load_from_checkpoint(path, map_location="cpu", weights_only=True, **older).eval()
 
 
 def _check(model: Any, images: Any, missing: Any | None) -> None:
@@ -132,40 +175,78 @@ def _save(tensor: Any, path: Path) -> None:
         save_image(tensor, tmp, format="png")
 
 
-def run(args: argparse.Namespace) -> int:
-    import torch
-    from anomalib.data.utils import read_image, read_mask
+@dataclass
+class _Job:
+    """One input image, read and resized to the model's size, and its known mask if any."""
 
+    path: Path
+    image: Any  # 1×C×S×S in [0, 1]
+    missing: Any | None  # 1×1×S×S, 1 = unknown
+    resized_from: tuple[int, int] | None  # (H, W) of the file when it was not S×S
+
+
+def _read_job(path: Path, mask_path: Path | None, size: int) -> _Job:
+    """Read ``path`` (and its mask) and resize to size×size as the model's pre-processor does
+    (bilinear, antialiased; a known mask with nearest neighbours, so it stays binary)."""
+    from anomalib.data.utils import read_image, read_mask
+    from torchvision.transforms.v2.functional import InterpolationMode, resize
+
+    try:
+        image = read_image(path, as_tensor=True)[None]
+    except Exception as err:  # PIL/OpenCV raise many types for a bad file
+        raise ValueError(f"{path}: not a readable image ({err})") from err
+    missing = None
+    if mask_path is not None:
+        missing = read_mask(mask_path, as_tensor=True).float()[None, None]
+        if missing.shape[-2:] != image.shape[-2:]:
+            msg = (
+                f"--mask {mask_path} is {tuple(missing.shape[-2:])}, the image {path} is "
+                f"{tuple(image.shape[-2:])}: they must have the same size"
+            )
+            raise ValueError(msg)
+    original = tuple(image.shape[-2:])
+    if original == (size, size):
+        return _Job(path, image, missing, None)
+    image = resize(image, [size, size], antialias=True).clamp(0, 1)
+    if missing is not None:
+        missing = resize(missing, [size, size], InterpolationMode.NEAREST)
+    return _Job(path, image, missing, original)  # type: ignore[arg-type]
+
+
+def _write(job: _Job, result: Inpainting, out: Path) -> None:
+    import torch
+
+    stem = job.path.stem
+    _save(result.restored[0], out / f"{stem}_restored.png")
+    panels = [job.image[0], result.restored[0]]
+    if result.mask is not None:
+        _save(result.mask[0], out / f"{stem}_mask.png")
+        panels.insert(1, result.mask[0].expand_as(job.image[0]))
+    _save(torch.cat(panels, dim=-1), out / f"{stem}_preview.png")
+
+
+def run(args: argparse.Namespace) -> int:
     model = load_model(args.ckpt_path, args.model)
-    images = _inputs(Path(args.input))
-    out = Path(args.output)
-    out.mkdir(parents=True, exist_ok=True)
     mask_arg = Path(args.mask) if args.mask else None
     if mask_arg is not None and not mask_arg.exists():
         raise FileNotFoundError(f"--mask {mask_arg}: no such file or directory")
-    for path in images:
-        image = read_image(path, as_tensor=True)[None]
-        mask_path = _mask_for(mask_arg, path)
-        missing = None
-        if mask_path is not None:
-            missing = read_mask(mask_path, as_tensor=True).float()[None, None]
-            if missing.shape[-2:] != image.shape[-2:]:
-                msg = (
-                    f"--mask {mask_path} is {tuple(missing.shape[-2:])}, the image {path} is "
-                    f"{tuple(image.shape[-2:])}: they must have the same size"
-                )
-                raise ValueError(msg)
+    size = model.model.image_size
+    # Every input is read and checked before the first output is written, so a bad file in a
+    # folder never leaves the output folder half-written.
+    jobs = [_read_job(p, _mask_for(mask_arg, p), size) for p in _inputs(Path(args.input))]
+    for job in jobs:
+        if job.resized_from is not None:
+            height, width = job.resized_from
+            print(f"{job.path}: {width}×{height} resized to {size}×{size} (the model's size)")
+    out = Path(args.output)
+    out.mkdir(parents=True, exist_ok=True)
+    for job in jobs:
         try:
-            result = inpaint(model, image, missing)
+            result = inpaint(model, job.image, job.missing)
         except ValueError as err:
-            raise ValueError(f"{path}: {err}") from err
-        _save(result.restored[0], out / f"{path.stem}_restored.png")
-        panels = [image[0], result.restored[0]]
-        if result.mask is not None:
-            _save(result.mask[0], out / f"{path.stem}_mask.png")
-            panels.insert(1, result.mask[0].expand_as(image[0]))
-        _save(torch.cat(panels, dim=-1), out / f"{path.stem}_preview.png")
-        print(f"{path} -> {out / (path.stem + '_restored.png')}")
+            raise ValueError(f"{job.path}: {err}") from err
+        _write(job, result, out)
+        print(f"{job.path} -> {out / (job.path.stem + '_restored.png')}")
     return 0
 
 
@@ -177,7 +258,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         "(input | M̂ | restored) per image.",
     )
     p.add_argument("--ckpt_path", required=True, help="checkpoint of a fitted Rgi/RRgi/AnoGan")
-    p.add_argument("--input", required=True, help="an image or a folder of images")
+    p.add_argument(
+        "--input",
+        required=True,
+        help="an image or a folder of images; each is resized to the checkpoint's image size "
+        "as its pre-processor does (outputs are at that size)",
+    )
     p.add_argument("--output", required=True, help="output folder (created)")
     p.add_argument(
         "--mask",

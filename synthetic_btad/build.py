@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
 import shutil
 import tempfile
 from collections.abc import Callable
@@ -44,6 +45,13 @@ def _check_output(out: Path, overwrite: bool) -> None:
             f"refusing to overwrite {out}: it is not a synthetic_btad dataset (no valid "
             f"{SUMMARY_FILE}); remove it yourself or choose another --out"
         )
+
+
+def _umask() -> int:
+    """The process's umask (POSIX reads it only by setting it; set back at once)."""
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
 
 
 def _publish(tmp: Path, out: Path, overwrite: bool, token: str) -> None:
@@ -172,6 +180,8 @@ def build_dataset(
     library = _plan_masks(p, note)
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f"{out.name}.tmp-", dir=out.parent))
+    # mkdtemp makes it 0700; the published dataset gets the mode mkdir would give (umask).
+    tmp.chmod(0o777 & ~_umask())
     try:
         writer = Writer(tmp, p, plan, progress)
         writer.make_dirs()

@@ -82,6 +82,14 @@ def _parser() -> argparse.ArgumentParser:
         metavar="RUN_DIR",
         help="with --check: check an existing run instead of running --config",
     )
+    p.add_argument(
+        "--allow-module",
+        action="append",
+        default=[],
+        metavar="MODULE",
+        help="let the config's class_path import from MODULE (and its submodules); without it "
+        "only anomalib, rgi_anomalib and synthetic_btad are imported (importing runs code)",
+    )
     p.add_argument("--make-baseline", metavar="OUT", help="write a baseline JSON from --from-runs")
     p.add_argument(
         "--from-runs",
@@ -252,6 +260,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     try:
         from .check import check, load_rows
+        from .trusted import allow_modules
+
+        allow_modules(args.allow_module)
 
         if args.make_baseline:
             return _make_baseline(args, argv)
