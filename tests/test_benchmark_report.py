@@ -143,6 +143,42 @@ def test_gap_columns_in_the_cost_table_csv_and_json(tmp_path: Path) -> None:
     assert data[0]["gap_rmse"] == 0.05 and data[2]["gap_rmse"] is None  # NaN -> null
 
 
+def test_restoration_tables_in_results_md_csv_and_json(tmp_path: Path) -> None:
+    """Absorption (lowest in bold), PSNR and the residual ratio; n/a for a model without a
+    restoration; an older run's rows without the columns still report, as not measured."""
+    restoration = {"absorption_mean": 0.5, "restoration_psnr": 30.0, "defect_residual_ratio": 2.0}
+    nan = dict.fromkeys(["absorption", *restoration], math.nan)
+    rows = [
+        {**_row("rgi", "crack", 0.6), **restoration, "absorption": 0.25},
+        {**_row("anogan", "crack", 0.5), **restoration, "absorption": 0.75},
+        {**_row("patchcore", "crack", 0.4), **nan},
+        _row("draem", "crack", 0.3),  # written before the columns existed
+    ]
+    write_outputs(tmp_path, rows, {}, {})
+    md = (tmp_path / "results.md").read_text()
+    assert "### Restoration under the defect" in md
+    assert "| rgi | **0.250** | **0.250** |" in md and "| anogan | 0.750 | 0.750 |" in md
+    assert "| patchcore | n/a | n/a |" in md and "| draem | n/a | n/a |" in md
+    assert "Restoration PSNR in the mask" in md and "99th percentile" in md
+    data = json.loads((tmp_path / "results.json").read_text())["rows"]
+    assert data[0]["absorption"] == 0.25 and data[2]["absorption"] is None
+    assert "absorption" not in data[3]
+    csv_header = (tmp_path / "results.csv").read_text().splitlines()[0].split(",")
+    assert {"absorption", "absorption_mean", "restoration_psnr"} <= set(csv_header)
+    write_outputs(tmp_path, [_row("rgi", "crack", 0.6)], {}, {})  # an older run: no section
+    assert "Restoration under the defect" not in (tmp_path / "results.md").read_text()
+
+
+def test_result_row_flattens_the_restoration_columns() -> None:
+    from rgi_anomalib.benchmark.rows import ResultRow
+
+    row = ResultRow("m", "M", "", "d", "c", 0, 32, 1, 1, 0, True, {"aupro": 0.5},
+                    {"gap_rmse": 0.1}, {"absorption": 0.2})  # fmt: skip
+    flat = list(row.as_dict())
+    assert flat.index("aupro") < flat.index("gap_rmse") < flat.index("absorption")
+    assert flat.index("absorption") < flat.index("fit_seconds")
+
+
 def test_prediction_loader_keeps_the_image_order(monkeypatch) -> None:
     """predict_groups splits the predictions by position: its loader must not shuffle."""
     from torch.utils.data import SequentialSampler
@@ -152,7 +188,7 @@ def test_prediction_loader_keeps_the_image_order(monkeypatch) -> None:
 
     seen = {}
 
-    def fake_predict(engine, model, loader, keep, score_size=None):
+    def fake_predict(engine, model, loader, keep, score_size=None, twins=None):
         seen["sampler"] = loader.sampler
         return predict_module.Predictions()
 
@@ -161,11 +197,14 @@ def test_prediction_loader_keeps_the_image_order(monkeypatch) -> None:
     assert isinstance(seen["sampler"], SequentialSampler)
 
 
-def test_padded_images_are_cropped_back_maps_masks_and_restorations() -> None:
+def test_padded_images_are_cropped_back_maps_masks_and_restorations(tmp_path: Path) -> None:
     """square: pad: every per-image array is cut back to the original image's box."""
     batch = _batch(1, restored_image=torch.rand(1, 3, 4, 4))
     batch.gt_mask = torch.ones(1, 4, 4, dtype=torch.bool)
-    out = _predict(_FakeEngine([batch]), None, SimpleNamespace(dataset=_Boxed()), keep_restored=1)
+    batch.image_path = [str(tmp_path / "0.png")]  # read again for the restoration metrics
+    Image.fromarray(np.zeros((4, 4, 3), np.uint8)).save(batch.image_path[0])
+    dataset = _Boxed({batch.image_path[0]: (0.0, 0.25, 1.0, 0.5)})
+    out = _predict(_FakeEngine([batch]), None, SimpleNamespace(dataset=dataset), keep_restored=1)
     assert out.maps[0].shape == out.gts[0].shape == (4, 2)
     assert out.restored[0].shape == (4, 2, 3)
     expected = batch.restored_image[0, :, :, 1:3].permute(1, 2, 0).numpy()
@@ -175,6 +214,6 @@ def test_padded_images_are_cropped_back_maps_masks_and_restorations() -> None:
 class _Boxed(list):
     """A one-image dataset whose image was padded: the original is columns 1-2 of 4."""
 
-    def __init__(self) -> None:
+    def __init__(self, boxes: dict | None = None) -> None:
         super().__init__([0])
-        self.boxes = {"0.png": (0.0, 0.25, 1.0, 0.5)}
+        self.boxes = boxes or {"0.png": (0.0, 0.25, 1.0, 0.5)}

@@ -205,3 +205,101 @@ def category_metrics(
         [binary_auroc(m, g) for m, g in zip(defect_maps, defect_gts, strict=True)]
     )[0]
     return out
+
+
+# --- Restoration under the defect (issue 33) -------------------------------------------------
+# Does the restoration G(ẑ) of a defect image show the clean surface under the defect (the
+# paper's Theorem 1) or copy the defect? Measured where the clean twin c of a defect image x is
+# known (a synthetic_btad build with its test/good: the base image before the defect was pasted).
+# Every value is per image, over the pixels of its defect mask M, in [0, 1] pixel units, at the
+# scoring resolution (the resolution of the anomaly maps and masks):
+#
+#   RMS_M(v)     = sqrt(mean over p in M and the C channels of v_c(p)²)
+#   absorption   = RMS_M(G(ẑ) − c) / RMS_M(x − c): 0 = the surface restored under the defect,
+#                  1 = the defect copied (G(ẑ) = x in the mask), 0.5 = halfway. Left out (NaN)
+#                  where the defect changed the image by less than MIN_DEFECT_CONTRAST (no defect
+#                  to absorb: the ratio would be noise over almost nothing).
+#   PSNR_M       = 10·log10(1 / MSE_M(G(ẑ) − c)) dB, MSE_M = RMS_M²; capped at PSNR_CAP.
+#   residual r(p) = sqrt(mean over channels of (x − G(ẑ))²(p)), the per-pixel residual of
+#                  gap.py's reconstruction gap. residual ratio = mean of r over M divided by the
+#                  99th percentile of r over every pixel of the normal test images (test/good),
+#                  the grain floor a label-free threshold meets: above 1 the defect stands out of
+#                  the normal residual, below 1 it is under it. Needs the mask, not the twin.
+#
+# A category aggregates its defect images by the median: the per-image absorption divides by
+# the defect's own contrast, so a faint defect (a mean-colour fill on a flat patch) gives a
+# ratio of noise over almost nothing, and a mean is led by those few; the median is the typical
+# defect. The mean absorption is kept beside it (absorption_mean) as the sensitivity check.
+MIN_DEFECT_CONTRAST = 1.0 / 255.0  # one 8-bit grey level, RMS over the mask
+PSNR_CAP = 100.0  # dB: an exact restoration (MSE 0) reads 100, not inf (results.json has no inf)
+NORMAL_PERCENTILE = 99.0
+RESTORATION_KEYS = ("absorption", "absorption_mean", "restoration_psnr", "defect_residual_ratio")
+
+
+def _as_hwc(image: np.ndarray) -> np.ndarray:
+    array = np.asarray(image, np.float64)
+    return array[..., None] if array.ndim == 2 else array
+
+
+def masked_rms(values: np.ndarray, mask: np.ndarray) -> float:
+    """RMS over the mask's pixels and every channel of an H×W(×C) array; NaN for an empty mask."""
+    values, mask = _as_hwc(values), np.asarray(mask, bool)
+    if not mask.any():
+        return math.nan
+    return float(np.sqrt(np.mean(values[mask] ** 2)))
+
+
+def absorption_ratio(
+    image: np.ndarray, restored: np.ndarray, clean: np.ndarray, mask: np.ndarray
+) -> float:
+    """RMS_M(G(ẑ) − c) / RMS_M(x − c) of one image (H×W×C arrays in [0, 1], mask H×W bool):
+    0 = restored, 1 = copied; NaN for an empty mask or a defect fainter than
+    ``MIN_DEFECT_CONTRAST``."""
+    image, restored, clean = _as_hwc(image), _as_hwc(restored), _as_hwc(clean)
+    defect = masked_rms(image - clean, mask)
+    if math.isnan(defect) or defect < MIN_DEFECT_CONTRAST:
+        return math.nan
+    return masked_rms(restored - clean, mask) / defect
+
+
+def masked_psnr(restored: np.ndarray, clean: np.ndarray, mask: np.ndarray) -> float:
+    """PSNR of the restoration against the clean twin over the mask ([0, 1] peak), in dB,
+    capped at ``PSNR_CAP``; NaN for an empty mask."""
+    rms = masked_rms(_as_hwc(restored) - _as_hwc(clean), mask)
+    if math.isnan(rms):
+        return math.nan
+    return PSNR_CAP if rms <= 10 ** (-PSNR_CAP / 20) else min(PSNR_CAP, -20 * math.log10(rms))
+
+
+def pixel_residual(image: np.ndarray, restored: np.ndarray) -> np.ndarray:
+    """r(p): the channel RMS of x − G(ẑ), H×W (the residual of gap.py's reconstruction gap)."""
+    return np.sqrt(np.mean((_as_hwc(image) - _as_hwc(restored)) ** 2, axis=-1))
+
+
+def _median(values: Sequence[float]) -> float:
+    finite = [v for v in values if not math.isnan(v)]
+    return float(np.median(finite)) if finite else math.nan
+
+
+def restoration_metrics(
+    absorption: Sequence[float],
+    psnr: Sequence[float],
+    defect_residual: Sequence[float],
+    normal_residuals: Sequence[np.ndarray],
+) -> dict[str, float]:
+    """A category's restoration metrics (RESTORATION_KEYS) from per-image values of its defect
+    images (``absorption_ratio``, ``masked_psnr``, mean of ``pixel_residual`` over the mask;
+    NaN where not measured) and the residual maps of the normal test images. NaN where nothing
+    was measured: a model without a restoration, a dataset without clean twins or masks."""
+    floor = math.nan
+    if len(normal_residuals):
+        pooled = np.concatenate([np.ravel(r) for r in normal_residuals])
+        floor = float(np.percentile(pooled, NORMAL_PERCENTILE))
+    ratios = [r / floor if floor > 0 else math.nan for r in defect_residual]
+    finite = [a for a in absorption if not math.isnan(a)]
+    return {
+        "absorption": _median(absorption),
+        "absorption_mean": float(np.mean(finite)) if finite else math.nan,
+        "restoration_psnr": _median(psnr),
+        "defect_residual_ratio": _median(ratios),
+    }

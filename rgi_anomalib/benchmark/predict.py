@@ -10,7 +10,8 @@ from typing import Any
 
 import numpy as np
 
-from .images import AS_IS, Geometry, crop_to_box, image_loader
+from .images import AS_IS, Geometry, ImageListDataset, crop_to_box, image_loader
+from .metrics import absorption_ratio, masked_psnr, pixel_residual, restoration_metrics
 
 
 @dataclass
@@ -23,6 +24,13 @@ class Predictions:
     # Per-image reconstruction gap ([0, 1] units); NaN where the model reports none.
     gap_rmse: list[float] = field(default_factory=list)
     gap_p99: list[float] = field(default_factory=list)
+    # Restoration under the defect (metrics.py), per image; NaN where not measured (no
+    # restoration, no clean twin, no mask). ``normal_residual``: the residual map r of a normal
+    # image (label 0) with a restoration, else None.
+    absorption: list[float] = field(default_factory=list)
+    restoration_psnr: list[float] = field(default_factory=list)
+    defect_residual: list[float] = field(default_factory=list)
+    normal_residual: list[np.ndarray | None] = field(default_factory=list)
     seconds: float = 0.0
 
     def __len__(self) -> int:
@@ -40,6 +48,10 @@ class Predictions:
             restored=[r if k < keep_restored else None for k, r in enumerate(restored)],
             gap_rmse=self.gap_rmse[start:stop],
             gap_p99=self.gap_p99[start:stop],
+            absorption=self.absorption[start:stop],
+            restoration_psnr=self.restoration_psnr[start:stop],
+            defect_residual=self.defect_residual[start:stop],
+            normal_residual=self.normal_residual[start:stop],
             seconds=seconds,
         )
 
@@ -67,6 +79,42 @@ def gap_columns(normal: Predictions, defect: Predictions) -> dict[str, float]:
         "gap_p99": _mean(normal.gap_p99),
         "gap_rmse_defect": _mean(defect.gap_rmse),
     }
+
+
+def restoration_columns(normal: Predictions, defect: Predictions) -> dict[str, float]:
+    """Restoration under the defect of a row (``metrics.restoration_metrics``): the category's
+    defect images against its clean twins, the residual floor from the normal test images."""
+    floors = [r for r in normal.normal_residual if r is not None]
+    return restoration_metrics(
+        defect.absorption, defect.restoration_psnr, defect.defect_residual, floors
+    )
+
+
+def clean_twins(root: Path, categories: dict[str, list[Path]]) -> dict[str, Path]:
+    """Defect image (resolved path) -> its clean twin, where ``root`` is a synthetic_btad build
+    written with its test/good (``include_test_good``): the manifest's normal test image of the
+    same base (``base_source``) and file name, i.e. base i before its defect was pasted. Empty
+    for any other dataset: the restoration metrics that need the clean image are then absent."""
+    import csv
+
+    import synthetic_btad
+
+    if not synthetic_btad.is_dataset(root):
+        return {}
+    summary = synthetic_btad.load_summary(root)
+    if not summary.layout.get("normal_test_dir"):
+        return {}
+    with (summary.root / synthetic_btad.MANIFEST_FILE).open(newline="", encoding="utf-8") as fh:
+        rows = [r for r in csv.DictReader(fh) if r["split"] == "test"]
+    good = {(Path(r["file"]).name, r["base_source"]): r["file"] for r in rows if not r["mask_file"]}
+    by_file = {(summary.root / r["file"]).resolve(): r for r in rows if r["mask_file"]}
+    twins = {}
+    for path in (p for images in categories.values() for p in images):
+        row = by_file.get(Path(path).resolve())
+        twin = good.get((Path(path).name, row["base_source"])) if row is not None else None
+        if twin is not None and (summary.root / twin).is_file():
+            twins[str(Path(path).resolve())] = summary.root / twin
+    return twins
 
 
 def _batch_maps(batch: Any, score_size: int | None) -> Any:
@@ -104,7 +152,72 @@ def _restored(image: Any, box: tuple[float, float, float, float] | None) -> np.n
     return array.transpose(1, 2, 0)
 
 
-def _collect(out: Predictions, batch: Any, score_size: int | None, boxes: dict, keep: int) -> None:
+def _as_seen(
+    paths: list[Path], geometry: Geometry, box: tuple | None, shape: tuple[int, ...]
+) -> list[np.ndarray]:
+    """Images read as the loader reads them (``geometry``), cropped to ``box`` and resized
+    (bilinear) to ``shape``: H×W×C in [0, 1], pixel for pixel with the row's maps and masks."""
+    dataset = ImageListDataset(paths, None, 0, geometry)
+    return [_to_shape(dataset[i].image, box, shape) for i in range(len(paths))]
+
+
+def _to_shape(image: Any, box: tuple | None, shape: tuple[int, ...]) -> np.ndarray:
+    """A C×H×W tensor cropped to ``box`` and resized to ``shape``, as H×W×C numpy."""
+    import torch
+    import torch.nn.functional as F
+
+    image = torch.as_tensor(image).detach().float().cpu()
+    if box is not None:
+        image = crop_to_box(image, box)
+    if tuple(image.shape[-2:]) != tuple(shape):
+        image = F.interpolate(image[None], size=tuple(shape), mode="bilinear", antialias=True)
+        image = image[0].clamp(0, 1)
+    return image.permute(1, 2, 0).numpy()
+
+
+def _restoration_values(
+    out: Predictions,
+    restored: Any,
+    path: str,
+    gt: np.ndarray,
+    normal: bool,
+    box: tuple | None,
+    geometry: Geometry,
+    twin: Path | None,
+) -> None:
+    """One image's restoration values (metrics.py) at the scoring resolution (``gt``'s shape)."""
+    nan = math.nan
+    if restored is None:
+        out.absorption.append(nan)
+        out.restoration_psnr.append(nan)
+        out.defect_residual.append(nan)
+        out.normal_residual.append(None)
+        return
+    shape = gt.shape
+    g = _to_shape(restored, box, shape)
+    images = _as_seen([Path(path)] + ([twin] if twin is not None else []), geometry, box, shape)
+    x = images[0]
+    residual = pixel_residual(x, g)
+    has_mask = bool(gt.any())
+    out.defect_residual.append(float(residual[gt].mean()) if has_mask else nan)
+    out.normal_residual.append(residual.astype(np.float32) if normal else None)
+    if twin is not None and has_mask:
+        out.absorption.append(absorption_ratio(x, g, images[1], gt))
+        out.restoration_psnr.append(masked_psnr(g, images[1], gt))
+    else:
+        out.absorption.append(nan)
+        out.restoration_psnr.append(nan)
+
+
+def _collect(
+    out: Predictions,
+    batch: Any,
+    score_size: int | None,
+    boxes: dict,
+    keep: int,
+    geometry: Geometry = AS_IS,
+    twins: dict[str, Path] | None = None,
+) -> None:
     maps = _batch_maps(batch, score_size)
     gts = _batch_gts(batch, tuple(maps.shape[-2:]))
     scores = batch.pred_score
@@ -112,10 +225,11 @@ def _collect(out: Predictions, batch: Any, score_size: int | None, boxes: dict, 
     restored = getattr(batch, "restored_image", None)
     out.gap_rmse += _per_image(getattr(batch, "reconstruction_rmse", None), maps.shape[0])
     out.gap_p99 += _per_image(getattr(batch, "reconstruction_p99", None), maps.shape[0])
+    labels = getattr(batch, "gt_label", None)
     for i in range(maps.shape[0]):
-        amap, gt = maps[i].numpy(), gts[i]
+        amap, gt, path = maps[i].numpy(), gts[i], str(batch.image_path[i])
         score = float(scores.reshape(-1)[i]) if scores is not None else float(amap.max())
-        box = boxes.get(str(batch.image_path[i]))
+        box = boxes.get(path)
         if box is not None:  # padded to a square: score the original image's pixels only
             amap, gt = crop_to_box(amap, box), crop_to_box(gt, box)
         out.maps.append(amap)
@@ -123,14 +237,25 @@ def _collect(out: Predictions, batch: Any, score_size: int | None, boxes: dict, 
         out.scores.append(score)
         kept = restored is not None and len(out.restored) < keep
         out.restored.append(_restored(restored[i], box) if kept else None)
-        out.paths.append(str(batch.image_path[i]))
+        out.paths.append(path)
+        # Restoration under the defect: every image the model restored (not only the kept ones)
+        normal = labels is not None and int(labels.reshape(-1)[i]) == 0
+        twin = (twins or {}).get(str(Path(path).resolve())) if not normal else None
+        image = restored[i] if restored is not None else None
+        _restoration_values(out, image, path, gt, normal, box, geometry, twin)
 
 
 def predict(
-    engine: Any, model: Any, loader: Any, keep_restored: int = 0, score_size: int | None = None
+    engine: Any,
+    model: Any,
+    loader: Any,
+    keep_restored: int = 0,
+    score_size: int | None = None,
+    twins: dict[str, Path] | None = None,
 ) -> Predictions:
     """Predict ``loader``; maps are resized (bilinear) to ``score_size`` when given and cropped
-    back to the original image where the loader padded it."""
+    back to the original image where the loader padded it. ``twins`` (``clean_twins``): the
+    clean image of each defect image, for the restoration metrics of a model that restores."""
     out = Predictions()
     if len(loader.dataset) == 0:
         return out
@@ -138,8 +263,9 @@ def predict(
     start = time.perf_counter()
     batches = engine.predict(model=model, dataloaders=loader, return_predictions=True) or []
     out.seconds = time.perf_counter() - start
+    geometry = getattr(loader.dataset, "geometry", AS_IS)
     for batch in batches:
-        _collect(out, batch, score_size, boxes, keep_restored)
+        _collect(out, batch, score_size, boxes, keep_restored, geometry, twins)
     return out
 
 
@@ -151,6 +277,7 @@ def predict_groups(
     keep_restored: int,
     score_size: int | None = None,
     geometry: Geometry = AS_IS,
+    twins: dict[str, Path] | None = None,
 ) -> list[Predictions]:
     """One ``engine.predict`` call over several image lists (each call costs seconds of set-up);
     the wall time is shared evenly over the images."""
@@ -158,7 +285,7 @@ def predict_groups(
     masks = [m for g in groups for m in (g[1] if g[1] is not None else [None] * len(g[0]))]
     labels = [g[2] for g in groups for _ in g[0]]
     loader = image_loader(images, masks, labels, batch_size, geometry=geometry)
-    every = predict(engine, model, loader, len(images), score_size)
+    every = predict(engine, model, loader, len(images), score_size, twins)
     per_image = every.seconds / max(len(images), 1)
     out, start = [], 0
     for group in groups:

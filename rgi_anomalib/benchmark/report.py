@@ -25,6 +25,22 @@ TABLES = (
     ("aupro", "AUPRO (FPR ≤ 0.3, normalised)"),
     ("image_auroc", "Image AUROC (defect vs test/good)"),
 )
+# Restoration under the defect (metrics.py; synthetic builds with their clean twins): (row key,
+# table title, whether higher is better). Medians over a category's defect images.
+RESTORATION_TABLES = (
+    (
+        "absorption",
+        "Absorption under the defect, RMS_M(G(ẑ) − clean) / RMS_M(x − clean) "
+        "(0: surface restored, 1: defect copied)",
+        False,
+    ),
+    ("restoration_psnr", "Restoration PSNR in the mask against the clean twin (dB)", True),
+    (
+        "defect_residual_ratio",
+        "In-mask residual |x − G(ẑ)| over the normal images' 99th percentile (> 1: stands out)",
+        True,
+    ),
+)
 # Reconstruction-gap columns of the cost table: (row key, header). [0, 1] pixel units.
 GAP_COLUMNS = (
     ("gap_rmse", "gap RMSE"),
@@ -85,8 +101,11 @@ def method_label(row: dict[str, Any]) -> str:
     return f"{label} ({row['form']})" if row.get("form") else label
 
 
-def markdown_table(rows: Sequence[dict[str, Any]], key: str, title: str) -> str:
+def markdown_table(
+    rows: Sequence[dict[str, Any]], key: str, title: str, higher_is_better: bool = True
+) -> str:
     agg = aggregate(rows, key)
+    pick = max if higher_is_better else min
     methods = list(dict.fromkeys(method_label(r) for r in rows))
     cats = list(dict.fromkeys(r["category"] for r in rows))
     best = {}
@@ -100,7 +119,7 @@ def markdown_table(rows: Sequence[dict[str, Any]], key: str, title: str) -> str:
             else:
                 vals.append(agg.get((m, cat), {"mean": math.nan})["mean"])
         finite = [x for x in vals if not math.isnan(x)]
-        best[cat] = (max(finite) if finite else None, vals)
+        best[cat] = (pick(finite) if finite else None, vals)
     lines = [
         f"### {title}",
         "",
@@ -123,19 +142,49 @@ def markdown_table(rows: Sequence[dict[str, Any]], key: str, title: str) -> str:
     return "\n".join(lines) + "\n"
 
 
-def dataset_tables(rows: Sequence[dict[str, Any]], key: str, title: str) -> str:
+def dataset_tables(
+    rows: Sequence[dict[str, Any]], key: str, title: str, higher_is_better: bool = True
+) -> str:
     """``markdown_table``, one per dataset when there are several (best values per dataset)."""
     datasets = list(dict.fromkeys(r["dataset"] for r in rows))
     if len(datasets) == 1:
-        return markdown_table(rows, key, title)
+        return markdown_table(rows, key, title, higher_is_better)
     return "\n".join(
         markdown_table(
             [{**r, "_multi_dataset": False} for r in rows if r["dataset"] == d],
             key,
             f"{title} · dataset {d}",
+            higher_is_better,
         )
         for d in datasets
     )
+
+
+def _measured(rows: Sequence[dict[str, Any]], key: str) -> bool:
+    """Whether any row holds a number for ``key`` (older runs' rows lack newer keys)."""
+    return any(r.get(key) is not None and not math.isnan(r[key]) for r in rows)
+
+
+def restoration_section(rows: Sequence[dict[str, Any]]) -> str:
+    """The restoration-under-the-defect tables, or "" when no row measured them (no model that
+    restores, or no clean twins: not a synthetic_btad build with test/good, or an older run)."""
+    tables = [
+        dataset_tables(rows, key, title, higher)
+        for key, title, higher in RESTORATION_TABLES
+        if _measured(rows, key)
+    ]
+    if not tables:
+        return ""
+    intro = (
+        "### Restoration under the defect\n\n"
+        "Does G(ẑ) show the clean surface under the defect (the paper's Theorem 1)? Per defect "
+        "image, over its mask, in [0, 1] pixel units at the scoring resolution, against the "
+        "image's clean twin (synthetic builds with test/good); median over the category's defect "
+        "images (absorption_mean in results.json: the mean). n/a: the model exposes no "
+        "restoration, or the dataset has no clean twins. Best per column in bold (lowest "
+        "absorption). Definitions: rgi_anomalib/benchmark/metrics.py.\n"
+    )
+    return "\n".join([intro, *tables])
 
 
 def results_markdown(rows: Sequence[dict[str, Any]], meta: dict[str, Any]) -> str:
@@ -150,8 +199,11 @@ def results_markdown(rows: Sequence[dict[str, Any]], meta: dict[str, Any]) -> st
         "",
     ]
     for key, title in TABLES:
-        if any(r.get(key) is not None and not math.isnan(r[key]) for r in rows):
+        if _measured(rows, key):
             parts.append(dataset_tables(rows, key, title))
+    restoration = restoration_section(rows)
+    if restoration:
+        parts.append(restoration)
     headers = ["method", "fit s", "test s / image", *(title for _, title in GAP_COLUMNS)]
     timing = ["### Cost", "", "| " + " | ".join(headers) + " |", "|---" * len(headers) + "|"]
     for m in dict.fromkeys(method_label(r) for r in rows):

@@ -31,7 +31,13 @@ from .models import (
     model_form,
     settings_for,
 )
-from .predict import Predictions, gap_columns, predict_groups
+from .predict import (
+    Predictions,
+    clean_twins,
+    gap_columns,
+    predict_groups,
+    restoration_columns,
+)
 from .resume import (
     Scored,
     drop_categories,
@@ -184,6 +190,9 @@ def _predict_categories(
         "keep_restored": cfg.qualitative_images,
         "score_size": cfg.image_size if spec.input_size else None,
         "geometry": _geometry(cfg, data, spec),
+        # the clean image under each defect (synthetic builds with test/good), for the
+        # restoration metrics of a model that restores
+        "twins": clean_twins(data.root, data.categories),
     }
     own = spec.init_args_per_category
     todo = [c for c in data.categories if c not in skip]
@@ -240,6 +249,7 @@ def _row(
         pixel_metrics=masks is not None,
         metrics=metrics,
         gap=gap_columns(normal, pred),
+        restoration=restoration_columns(normal, pred),
         fit_seconds=fit.seconds + fit.calibration_seconds,
         fit_from=spec.fit_from or "",
         test_seconds_per_image=pred.seconds / max(len(pred), 1),
@@ -447,19 +457,26 @@ def _run_model(
     return rows
 
 
-def run_benchmark(cfg: BenchmarkConfig, console: Any = None) -> RunResult:
-    """Run every model × dataset × seed. ``cfg.run_dir`` must already exist."""
+def run_benchmark(
+    cfg: BenchmarkConfig, console: Any = None, prepared: dict[str, DatasetInfo] | None = None
+) -> RunResult:
+    """Run every model × dataset × seed. ``cfg.run_dir`` must already exist. ``prepared``:
+    datasets (by name) already prepared and checked by the caller; the others are prepared here
+    (built if need be) and their files checked, before any model is trained."""
     from anomalib.engine import Engine  # noqa: F401 - imported before its loggers are quietened
     from rich.console import Console
 
     console = console or Console()
     t0 = time.perf_counter()
-    classes = {m.name: check_model_spec(m) for m in cfg.models}
+    classes = {m.name: check_model_spec(m, cfg) for m in cfg.models}
     rows: list[dict[str, Any]] = []
     qualitative: Qualitative = {}
     reused = 0
+    prepared = prepared or {}
     with quiet_lightning():
-        datasets = [prepare_dataset(d, cfg, console.log) for d in cfg.datasets]
+        datasets = [
+            prepared.get(d.name) or prepare_dataset(d, cfg, console.log) for d in cfg.datasets
+        ]
         check_per_category(cfg.models, datasets)
         notes = [n for m in cfg.models for n in m.notes] + [n for d in datasets for n in d.notes]
         for note in notes:
@@ -482,3 +499,30 @@ def run_benchmark(cfg: BenchmarkConfig, console: Any = None) -> RunResult:
         notes.append(f"--resume: {reused} of {total} model runs reused from {cfg.run_dir}/work")
         console.print(f"[yellow]note:[/] {notes[-1]}")
     return RunResult(rows, qualitative, notes, time.perf_counter() - t0)
+
+
+def describe_kept(cfg: BenchmarkConfig) -> list[str]:
+    """What a later ``--resume`` of this config reuses from ``cfg.run_dir``: one line per model,
+    dataset and seed with something kept (its rows, its fitted weights, scored categories)."""
+    lines = []
+    for spec in cfg.datasets:
+        for seed in cfg.seeds:
+            keys = _unit_keys(cfg, spec, seed)
+            for model in cfg.models:
+                work = cfg.run_dir / "work" / f"{model.name}_{spec.name}_seed{seed}"
+                if not work.is_dir():
+                    continue
+                tag = f"{model.name} · {spec.name} · seed {seed}"
+                done = load_done(work, keys[model.name])
+                if done is not None:
+                    lines.append(f"{tag}: finished ({len(done.rows)} categories scored)")
+                    continue
+                kept = []
+                if load_fitted_state(work, keys[model.name]) is not None:
+                    kept.append("its fit")
+                scored = load_categories(work, keys[model.name])
+                if scored:
+                    kept.append(f"categories {', '.join(scored)} scored")
+                if kept:
+                    lines.append(f"{tag}: {' and '.join(kept)} kept, the rest runs again")
+    return lines
