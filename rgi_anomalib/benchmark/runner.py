@@ -457,26 +457,19 @@ def _run_model(
     return rows
 
 
-def run_benchmark(
-    cfg: BenchmarkConfig, console: Any = None, prepared: dict[str, DatasetInfo] | None = None
-) -> RunResult:
-    """Run every model × dataset × seed. ``cfg.run_dir`` must already exist. ``prepared``:
-    datasets (by name) already prepared and checked by the caller; the others are prepared here
-    (built if need be) and their files checked, before any model is trained."""
+def run_benchmark(cfg: BenchmarkConfig, console: Any = None) -> RunResult:
+    """Run every model × dataset × seed. ``cfg.run_dir`` must already exist."""
     from anomalib.engine import Engine  # noqa: F401 - imported before its loggers are quietened
     from rich.console import Console
 
     console = console or Console()
     t0 = time.perf_counter()
-    classes = {m.name: check_model_spec(m, cfg) for m in cfg.models}
+    classes = {m.name: check_model_spec(m) for m in cfg.models}
     rows: list[dict[str, Any]] = []
     qualitative: Qualitative = {}
     reused = 0
-    prepared = prepared or {}
     with quiet_lightning():
-        datasets = [
-            prepared.get(d.name) or prepare_dataset(d, cfg, console.log) for d in cfg.datasets
-        ]
+        datasets = [prepare_dataset(d, cfg, console.log) for d in cfg.datasets]
         check_per_category(cfg.models, datasets)
         notes = [n for m in cfg.models for n in m.notes] + [n for d in datasets for n in d.notes]
         for note in notes:
@@ -499,30 +492,3 @@ def run_benchmark(
         notes.append(f"--resume: {reused} of {total} model runs reused from {cfg.run_dir}/work")
         console.print(f"[yellow]note:[/] {notes[-1]}")
     return RunResult(rows, qualitative, notes, time.perf_counter() - t0)
-
-
-def describe_kept(cfg: BenchmarkConfig) -> list[str]:
-    """What a later ``--resume`` of this config reuses from ``cfg.run_dir``: one line per model,
-    dataset and seed with something kept (its rows, its fitted weights, scored categories)."""
-    lines = []
-    for spec in cfg.datasets:
-        for seed in cfg.seeds:
-            keys = _unit_keys(cfg, spec, seed)
-            for model in cfg.models:
-                work = cfg.run_dir / "work" / f"{model.name}_{spec.name}_seed{seed}"
-                if not work.is_dir():
-                    continue
-                tag = f"{model.name} · {spec.name} · seed {seed}"
-                done = load_done(work, keys[model.name])
-                if done is not None:
-                    lines.append(f"{tag}: finished ({len(done.rows)} categories scored)")
-                    continue
-                kept = []
-                if load_fitted_state(work, keys[model.name]) is not None:
-                    kept.append("its fit")
-                scored = load_categories(work, keys[model.name])
-                if scored:
-                    kept.append(f"categories {', '.join(scored)} scored")
-                if kept:
-                    lines.append(f"{tag}: {' and '.join(kept)} kept, the rest runs again")
-    return lines
