@@ -43,8 +43,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     from anomalib.cli.cli import AnomalibCLI
 
     import rgi_anomalib.models  # noqa: F401 - registers our models before argument parsing
+    from rgi_anomalib.models.export import ExportNotSupportedError
 
-    AnomalibCLI(args)
+    try:
+        AnomalibCLI(args)
+    except ExportNotSupportedError as error:  # a refusal, not a crash: one line, no traceback
+        print(f"rgi-anomalib {args[0]}: error: {error}", file=sys.stderr)
+        return 1
     return 0
 
 

@@ -21,6 +21,8 @@ from anomalib.pre_processing import PreProcessor
 from lightning.pytorch.utilities.types import STEP_OUTPUT
 from torchvision.transforms.v2 import Compose, Normalize, Resize
 
+from rgi_anomalib.models.export import ExportRefusalMixin
+
 from .augment import parse_policy
 from .gan_training import GanTrainingMixin
 from .gap_report import ReconstructionReportMixin
@@ -86,7 +88,9 @@ def _check_training_args(
         raise ValueError(msg)
 
 
-class GanInversionModule(GanTrainingMixin, ReconstructionReportMixin, LamCalibrationMixin):
+class GanInversionModule(
+    ExportRefusalMixin, GanTrainingMixin, ReconstructionReportMixin, LamCalibrationMixin
+):
     """Shared implementation of the GAN-inversion anomaly models (a mixin for AnomalibModule).
 
     Args:
@@ -326,6 +330,18 @@ class GanInversionModule(GanTrainingMixin, ReconstructionReportMixin, LamCalibra
     @property
     def inversion(self) -> InversionConfig:
         return self.model.inversion
+
+    # --- export (anomalib export / Engine.export): refused, see rgi_anomalib/models/export.py --
+    export_reason: ClassVar[str] = (
+        "its inference is a per-image optimisation (hundreds of Adam steps on the latent z and "
+        "the mask M through the generator), not a static graph"
+    )
+
+    def _export_advice(self) -> str:
+        return (
+            f"{super()._export_advice()}; to restore images, `rgi-anomalib inpaint "
+            "--ckpt_path MODEL.ckpt --input IMAGES --output DIR`"
+        )
 
     # --- benchmark hooks (rgi_anomalib.benchmark.models.BenchmarkHooks) ----------------------
     # The anomaly map is the mask M̂ in [0, 1] (RGI, R-RGI): the harness also scores M̂ > 0.

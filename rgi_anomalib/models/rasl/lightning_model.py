@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 from anomalib import LearningType
@@ -29,6 +29,8 @@ from lightning.pytorch.utilities.types import STEP_OUTPUT
 from torch import nn
 from torchvision.transforms.v2 import Resize
 
+from rgi_anomalib.models.export import ExportRefusalMixin
+
 from .params import RaslParams
 from .torch_model import RaslModel
 
@@ -39,7 +41,7 @@ __all__ = ["Rasl"]
 _DEFAULTS = RaslParams()  # the defaults, declared once (params.py)
 
 
-class Rasl(MemoryBankMixin, AnomalibModule):
+class Rasl(ExportRefusalMixin, MemoryBankMixin, AnomalibModule):
     """RASL: robust alignment by sparse and low-rank decomposition, as an anomaly detector.
 
     Args:
@@ -74,6 +76,20 @@ class Rasl(MemoryBankMixin, AnomalibModule):
         seed: seed for the choice of references.
         pre_processor, post_processor, evaluator, visualizer: as in every anomalib model.
     """
+
+    # anomalib export: ``torch`` (a pickled module that runs the same solve) works; a static
+    # graph (ONNX, OpenVINO) cannot hold the decomposition. See rgi_anomalib/models/export.py.
+    refused_exports: ClassVar[tuple[str, ...]] = ("onnx", "openvino")
+    export_reason: ClassVar[str] = (
+        "its inference is an iterative decomposition of each test batch stacked under the kept "
+        "references (SVDs, alignment, data-dependent stopping), not a static graph"
+    )
+
+    def _export_advice(self) -> str:
+        return (
+            "use `--export_type torch` (a pickled module that runs the same solve; loading it "
+            f"needs rgi_anomalib installed), or {super()._export_advice()}"
+        )
 
     def __init__(
         self,
