@@ -10,6 +10,11 @@ and writes one Markdown report:
   labels (``*_auto`` rows, the deployable M̂ > 0 rule) and by labelled cross-validation over the
   ``<method>_lam<value>`` rows: each category's λ is the one with the best oracle Dice on one draw,
   scored on the other draws (every draw takes a turn; the test draw never picks its own λ);
+- the restoration under the defect, where the runs measured it (synthetic draws with their
+  clean twins, a model that restores): absorption RMS_M(G(ẑ) − clean) / RMS_M(x − clean) (0: the
+  surface restored, 1: the defect copied), the in-mask PSNR against the clean twin and the
+  in-mask residual over the normal images' 99th percentile (rgi_anomalib/benchmark/metrics.py);
+  rows of older runs lack them and read "–";
 - the oracle Dice of flagging every pixel, per category (what a constant map scores; a method near
   it has found nothing), from the masks each draw wrote (``datasets/<draw>/ground_truth``);
 - the paper's claims (section 4.2), each decided on paired draws: "holds" when the method is
@@ -41,6 +46,12 @@ METRICS = (
     ("pixel_auroc", "pixel AUROC"),
     ("aupro", "AUPRO"),
     ("gap_rmse", "gap"),
+)
+# Restoration under the defect (issue 33): each a median over a category's defect images.
+RESTORATION = (
+    ("absorption", "absorption under the defect (0: restored, 1: copied)"),
+    ("restoration_psnr", "in-mask PSNR against the clean twin (dB)"),
+    ("defect_residual_ratio", "in-mask residual / normal images' 99th percentile"),
 )
 DICE = "dice_oracle_mean"
 MAIN_METHODS = ("rgi", "rrgi", "anogan", "rgi_auto", "rrgi_auto", "patchcore", "draem", "rasl")
@@ -176,6 +187,39 @@ def main_table(
             cells = [_cell(list(flag_all[c].values())) for c in categories]
             per_draw = _flag_all_means(flag_all, categories)
             lines.append("| *flag every pixel* | " + " | ".join([*cells, _cell(per_draw)]) + " |")
+        lines.append("")
+    return lines
+
+
+def restoration_table(table: dict, methods: list[str], categories: list[str]) -> list[str]:
+    """The restoration metrics per method and category (mean ± sd over draws), or one line
+    saying the runs did not measure them."""
+    measured = any(
+        row.get(key) is not None
+        for (method, _), draws in table.items()
+        if method in methods
+        for row in draws.values()
+        for key, _ in RESTORATION
+    )
+    if not measured:
+        return [
+            "Not measured in these runs (results.json written before the metrics existed, no "
+            "clean twins, or no model that restores).",
+            "",
+        ]
+    lines = [
+        "Per defect image over its mask, [0, 1] pixel units at the scoring resolution, against "
+        "its clean twin (test/good); median over a category's defect images, then mean ± sd "
+        "over draws. –: not measured (no restoration, e.g. PatchCore, DRAEM, RASL).",
+        "",
+    ]
+    for key, label in RESTORATION:
+        lines += [f"### {label}", "", "| method | " + " | ".join([*categories, "mean"]) + " |"]
+        lines.append("|---" * (len(categories) + 2) + "|")
+        for method in methods:
+            cells = [_cell(_values(table, method, c, key)) for c in categories]
+            per_draw = _category_means(table, method, categories, key)
+            lines.append(f"| {method} | " + " | ".join([*cells, _cell(per_draw)]) + " |")
         lines.append("")
     return lines
 
@@ -423,6 +467,9 @@ def report(
             "## All metrics",
             "",
             *main_table(table, methods, categories, flag_all),
+            "## Restoration under the defect",
+            "",
+            *restoration_table(table, methods, categories),
             "## Cost (mean over draws and categories)",
             "",
             *costs(table, methods, categories),

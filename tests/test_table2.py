@@ -170,3 +170,18 @@ def test_lambda_table_without_label_free_rows_says_so() -> None:
     lines = t2.lambda_table(t2.index(rows), ["crack"])
     assert any("auto (normal images), oracle Dice" in line for line in lines)
     assert lines[-1].endswith(": 0.0100")
+
+
+def test_restoration_section_mean_sd_over_draws_and_dash_where_not_measured() -> None:
+    t2 = _table2()
+    rows = [
+        {**r, "absorption": a, "restoration_psnr": 30.0, "defect_residual_ratio": 2.0}
+        for r, a in zip(_draws("rgi", (0.3, 0.3, 0.3)), (0.2, 0.3, 0.4), strict=True)
+    ]
+    rows += [{**r, "absorption": None} for r in _draws("patchcore", (0.5, 0.5, 0.5))]
+    lines = t2.restoration_table(t2.index(rows), ["rgi", "patchcore"], ["crack"])
+    assert "| rgi | 0.300 ± 0.100 | 0.300 ± 0.100 |" in lines
+    assert "| patchcore | – | – |" in lines
+    # an older run's results.json has none of the columns: said once, no empty tables
+    old = t2.restoration_table(t2.index(_draws("rgi", (0.3, 0.3, 0.3))), ["rgi"], ["crack"])
+    assert old[0].startswith("Not measured in these runs")
