@@ -1,0 +1,110 @@
+"""Structural residuals and hold-out inversion: the options that stop scoring grain and stop
+the solve from absorbing the defect."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from rgi_anomalib.models.gan_inversion.holdout import holdout_masks, invert_held_out
+from rgi_anomalib.models.gan_inversion.residual import residual_map
+from rgi_anomalib.models.gan_inversion.solver import InversionConfig, InversionResult, invert
+
+SIZE = 48
+
+
+def _surface(batch: int = 2, grain: float = 0.04) -> tuple[torch.Tensor, torch.Tensor]:
+    """A texture (what a generator draws) and the same texture with grain (what a camera sees)."""
+    torch.manual_seed(0)
+    yy, xx = torch.meshgrid(torch.arange(SIZE), torch.arange(SIZE), indexing="ij")
+    texture = 0.5 + 0.15 * torch.sin(xx / 2.0) * torch.cos(yy / 3.0)
+    texture = texture.expand(batch, 3, SIZE, SIZE).clone()
+    noisy = texture + grain * torch.randn(batch, 1, SIZE, SIZE)
+    return texture, noisy.clamp(0, 1)
+
+
+def _flat_defect(image: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """A mean-colour patch (the paper's fill) and its mask."""
+    mask = torch.zeros(image.shape[0], 1, SIZE, SIZE, dtype=torch.bool)
+    mask[..., 16:32, 16:32] = True
+    return torch.where(mask, image.mean(), image), mask
+
+
+@pytest.mark.parametrize("kind", ["gms", "ssim_cs", "features"])
+def test_structural_residuals_rise_above_the_grain_floor_where_pixels_do_not(kind: str) -> None:
+    texture, noisy = _surface()
+    defective, mask = _flat_defect(noisy)
+    grain_floor = residual_map(noisy, texture, "pixel").quantile(0.99)
+    assert residual_map(defective, texture, "pixel")[mask].mean() < grain_floor  # the problem
+    floor = residual_map(noisy, texture, kind).quantile(0.99)
+    assert residual_map(defective, texture, kind)[mask].mean() > 1.5 * floor
+
+
+@pytest.mark.parametrize("kind", ["pixel", "gms", "ssim_cs", "features"])
+def test_a_residual_is_zero_for_a_perfect_restoration_and_low_for_a_copied_defect(
+    kind: str,
+) -> None:
+    texture, noisy = _surface(grain=0.0)
+    assert residual_map(texture, texture, kind).abs().max() < 1e-3
+    defective, mask = _flat_defect(noisy)
+    copied = residual_map(defective, defective, kind)[mask].mean()
+    restored = residual_map(defective, texture, kind)[mask].mean()
+    assert copied < 0.25 * restored  # a restoration that copies the defect hides it
+
+
+def test_unknown_residual_is_a_clear_error() -> None:
+    with pytest.raises(ValueError, match="residual must be one of"):
+        residual_map(torch.zeros(1, 3, 8, 8), torch.zeros(1, 3, 8, 8), "ssim")  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("phases", [2, 4])
+def test_holdout_masks_partition_the_image_into_interleaved_cells(phases: int) -> None:
+    masks = holdout_masks(20, 24, phases, cell=4)
+    assert masks.shape == (phases, 1, 20, 24)
+    torch.testing.assert_close(masks.sum(0), torch.ones(1, 20, 24))
+    assert masks[0, 0, :4, :4].eq(1).all() and masks[0, 0, :4, 4:8].eq(0).all()
+    for mask in masks:  # every phase is spread over the whole image, not a block of it
+        assert mask[0, :8].mean() >= 0.2 and mask[0, 8:16].mean() >= 0.2
+
+
+def test_holdout_settings_are_checked() -> None:
+    with pytest.raises(ValueError, match="holdout_phases must be one of"):
+        holdout_masks(8, 8, 3, 2)
+    with pytest.raises(ValueError, match="holdout_cell"):
+        holdout_masks(8, 8, 2, 0)
+
+
+class _Lowpass(torch.nn.Module):
+    """G(z): an 8×8 latent image upsampled to 32×32; it draws smooth surfaces, not sharp dots."""
+
+    latent_dim = 3 * 64
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        small = torch.tanh(z.view(-1, 3, 8, 8))
+        return torch.nn.functional.interpolate(small, size=32, mode="bilinear")
+
+
+def test_holdout_fills_each_pixel_from_a_solve_that_did_not_see_it() -> None:
+    """A bright spot of one cell: a solve that sees it draws a blurred bump over it (the defect
+    is absorbed); the hold-out restoration is the surface around it."""
+    torch.manual_seed(0)
+    generator = _Lowpass()
+    clean = generator(torch.randn(1, 3 * 64) * 0.3).detach()
+    spot = torch.zeros(1, 1, 32, 32)
+    spot[..., 8:12, 12:16] = 1  # one 4-pixel cell of the hold-out grid
+    images = torch.where(spot.bool(), torch.ones_like(clean), clean)
+    config = InversionConfig(objective="l2", iterations=300, lr_latent=0.05, init_candidates=1)
+
+    def solve(x: torch.Tensor, missing: torch.Tensor | None = None) -> InversionResult:
+        return invert(generator, x, config, missing=missing)
+
+    inside = spot.expand_as(clean).bool()
+
+    def absorbed(restored: torch.Tensor) -> float:
+        copied = (restored - clean)[inside].square().mean().sqrt()
+        return float(copied / (images - clean)[inside].square().mean().sqrt())
+
+    seen = absorbed(solve(images).restored)
+    held_out = absorbed(invert_held_out(solve, images, phases=4, cell=4))
+    assert seen > 0.2  # the plain solve copies part of the spot
+    assert held_out < 0.5 * seen
