@@ -50,6 +50,7 @@ METRICS = (
 # Restoration under the defect (issue 33): each a median over a category's defect images.
 RESTORATION = (
     ("absorption", "absorption under the defect (0: restored, 1: copied)"),
+    ("absorption_delta", "absorption without the generator's error, G(ẑ) − G(clean)"),
     ("restoration_psnr", "in-mask PSNR against the clean twin (dB)"),
     ("defect_residual_ratio", "in-mask residual / normal images' 99th percentile"),
 )

@@ -56,6 +56,14 @@ class TestDefinitions:
         image, clean, mask = arrays
         assert absorption_ratio(image, (image + clean) / 2, clean, mask) == pytest.approx(0.5)
 
+    def test_delta_measures_against_the_restored_clean_twin(self, arrays) -> None:
+        image, clean, mask = arrays
+        error = clean + 0.15  # a generator off by half the defect's contrast everywhere
+        assert absorption_ratio(image, error, clean, mask) == pytest.approx(0.5)
+        assert absorption_ratio(image, error, clean, mask, error) == 0.0
+        copied = absorption_ratio(image, image + 0.15, clean, mask, error)
+        assert copied == pytest.approx(1.0)
+
     def test_only_mask_pixels_count(self, arrays) -> None:
         image, clean, mask = arrays
         off_mask = clean + np.where(mask[..., None], 0.0, 0.5)  # wrong outside the mask only
@@ -77,10 +85,13 @@ class TestDefinitions:
 
     def test_category_aggregate_is_the_median(self) -> None:
         normal = [np.full((4, 4), 0.1), np.linspace(0, 0.1, 16).reshape(4, 4)]
-        out = restoration_metrics([0.0, 0.2, 1.0, math.nan], [30.0, 40.0, 50.0], [0.2, 0.3], normal)
+        out = restoration_metrics(
+            [0.0, 0.2, 1.0, math.nan], [30.0, 40.0, 50.0], [0.2, 0.3], normal, [0.1, 0.3]
+        )
         assert set(out) == set(RESTORATION_KEYS)
         assert out["absorption"] == pytest.approx(0.2)
         assert out["absorption_mean"] == pytest.approx(0.4)
+        assert out["absorption_delta"] == pytest.approx(0.2)
         assert out["restoration_psnr"] == 40.0
         assert out["defect_residual_ratio"] == pytest.approx(2.5)  # median 0.25 over p99 0.1
 
@@ -147,8 +158,8 @@ def _masks(paths: list[Path]) -> torch.Tensor:
     return torch.from_numpy(np.stack([np.asarray(m) > 0 for m in masks]))
 
 
-def _predicted(paths: list[Path], restored: torch.Tensor, label: int, twins: dict) -> object:
-    batch = SimpleNamespace(
+def _batch(paths: list[Path], restored: torch.Tensor | None, label: int) -> SimpleNamespace:
+    return SimpleNamespace(
         anomaly_map=torch.zeros(len(paths), 1, 32, 32),
         gt_mask=_masks(paths) if label else None,
         gt_label=torch.full((len(paths),), label),
@@ -156,6 +167,10 @@ def _predicted(paths: list[Path], restored: torch.Tensor, label: int, twins: dic
         image_path=[str(p) for p in paths],
         restored_image=restored,
     )
+
+
+def _predicted(paths: list[Path], restored: torch.Tensor, label: int, twins: dict) -> object:
+    batch = _batch(paths, restored, label)
     return predict(_Engine([batch]), None, SimpleNamespace(dataset=paths), twins=twins)
 
 
@@ -179,8 +194,27 @@ def test_harness_reads_the_restoration_against_the_twin(build: Path) -> None:
     no_twins = restoration_columns(normal, _predicted(defects, _read(good), 1, {}))
     assert math.isnan(no_twins["absorption"]) and math.isnan(no_twins["restoration_psnr"])
     assert not math.isnan(no_twins["defect_residual_ratio"])  # needs the mask only
+    assert math.isnan(ours["absorption_delta"])  # G(clean) was predicted in another pass
     plain = _predicted(defects, None, 1, twins)
     assert all(math.isnan(v) for v in restoration_columns(normal, plain).values())
+
+
+def test_harness_delta_uses_the_twin_restored_in_the_same_pass(build: Path) -> None:
+    """As in a run: test/good first, then the defects, in one pass (``predict_groups``). A
+    generator off by a constant on every image reads as absorption, not as absorption_delta."""
+    from rgi_anomalib.benchmark.predict import predict_groups
+
+    defects = _defects(build)["crack"]
+    good = sorted((build / "test" / "good").glob("*.png"))
+    twins = clean_twins(build, {"crack": defects})
+    batches = [
+        _batch(good, (_read(good) + 0.1).clamp(0, 1), 0),
+        _batch(defects, (_read(good) + 0.1).clamp(0, 1), 1),
+    ]
+    groups = [(good, None, 0), (defects, [None] * len(defects), 1)]
+    normal, defect = predict_groups(_Engine(batches), None, groups, 8, 0, twins=twins)
+    out = restoration_columns(normal, defect)
+    assert out["absorption"] > 0.2 and out["absorption_delta"] == pytest.approx(0.0, abs=1e-6)
 
 
 # --- the exact generator: the issue's case where the answer is known ------------------------

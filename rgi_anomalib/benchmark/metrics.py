@@ -219,6 +219,12 @@ def category_metrics(
 #                  1 = the defect copied (G(ẑ) = x in the mask), 0.5 = halfway. Left out (NaN)
 #                  where the defect changed the image by less than MIN_DEFECT_CONTRAST (no defect
 #                  to absorb: the ratio would be noise over almost nothing).
+#   absorption_delta = RMS_M(G(ẑ) − G(ĉ)) / RMS_M(x − c), G(ĉ) the model's restoration of the
+#                  clean twin itself (predicted with the normal test images): how far the
+#                  restoration moved with the defect. The plain absorption also counts the
+#                  generator's own error on the clean surface (the reconstruction gap), which
+#                  over a faint defect (ELPV's mean-colour fills: contrast near the gap) reads as
+#                  absorption; this one cancels it. 0: the restoration ignores the defect.
 #   PSNR_M       = 10·log10(1 / MSE_M(G(ẑ) − c)) dB, MSE_M = RMS_M²; capped at PSNR_CAP.
 #   residual r(p) = sqrt(mean over channels of (x − G(ẑ))²(p)), the per-pixel residual of
 #                  gap.py's reconstruction gap. residual ratio = mean of r over M divided by the
@@ -233,7 +239,13 @@ def category_metrics(
 MIN_DEFECT_CONTRAST = 1.0 / 255.0  # one 8-bit grey level, RMS over the mask
 PSNR_CAP = 100.0  # dB: an exact restoration (MSE 0) reads 100, not inf (results.json has no inf)
 NORMAL_PERCENTILE = 99.0
-RESTORATION_KEYS = ("absorption", "absorption_mean", "restoration_psnr", "defect_residual_ratio")
+RESTORATION_KEYS = (
+    "absorption",
+    "absorption_mean",
+    "absorption_delta",
+    "restoration_psnr",
+    "defect_residual_ratio",
+)
 
 
 def _as_hwc(image: np.ndarray) -> np.ndarray:
@@ -250,16 +262,22 @@ def masked_rms(values: np.ndarray, mask: np.ndarray) -> float:
 
 
 def absorption_ratio(
-    image: np.ndarray, restored: np.ndarray, clean: np.ndarray, mask: np.ndarray
+    image: np.ndarray,
+    restored: np.ndarray,
+    clean: np.ndarray,
+    mask: np.ndarray,
+    restored_clean: np.ndarray | None = None,
 ) -> float:
     """RMS_M(G(ẑ) − c) / RMS_M(x − c) of one image (H×W×C arrays in [0, 1], mask H×W bool):
     0 = restored, 1 = copied; NaN for an empty mask or a defect fainter than
-    ``MIN_DEFECT_CONTRAST``."""
+    ``MIN_DEFECT_CONTRAST``. With ``restored_clean`` (G(ĉ), the restoration of the clean twin)
+    the numerator is RMS_M(G(ẑ) − G(ĉ)): the absorption_delta."""
     image, restored, clean = _as_hwc(image), _as_hwc(restored), _as_hwc(clean)
     defect = masked_rms(image - clean, mask)
     if math.isnan(defect) or defect < MIN_DEFECT_CONTRAST:
         return math.nan
-    return masked_rms(restored - clean, mask) / defect
+    reference = clean if restored_clean is None else _as_hwc(restored_clean)
+    return masked_rms(restored - reference, mask) / defect
 
 
 def masked_psnr(restored: np.ndarray, clean: np.ndarray, mask: np.ndarray) -> float:
@@ -286,11 +304,13 @@ def restoration_metrics(
     psnr: Sequence[float],
     defect_residual: Sequence[float],
     normal_residuals: Sequence[np.ndarray],
+    absorption_delta: Sequence[float] = (),
 ) -> dict[str, float]:
     """A category's restoration metrics (RESTORATION_KEYS) from per-image values of its defect
-    images (``absorption_ratio``, ``masked_psnr``, mean of ``pixel_residual`` over the mask;
-    NaN where not measured) and the residual maps of the normal test images. NaN where nothing
-    was measured: a model without a restoration, a dataset without clean twins or masks."""
+    images (``absorption_ratio``, ``masked_psnr``, mean of ``pixel_residual`` over the mask,
+    ``absorption_ratio`` with G(ĉ) for the clean image; NaN where not measured) and the residual
+    maps of the normal test images. NaN where nothing was measured: a model without a
+    restoration, a dataset without clean twins or masks."""
     floor = math.nan
     if len(normal_residuals):
         pooled = np.concatenate([np.ravel(r) for r in normal_residuals])
@@ -300,6 +320,7 @@ def restoration_metrics(
     return {
         "absorption": _median(absorption),
         "absorption_mean": float(np.mean(finite)) if finite else math.nan,
+        "absorption_delta": _median(absorption_delta),
         "restoration_psnr": _median(psnr),
         "defect_residual_ratio": _median(ratios),
     }

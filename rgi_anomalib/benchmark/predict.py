@@ -28,10 +28,14 @@ class Predictions:
     # restoration, no clean twin, no mask). ``normal_residual``: the residual map r of a normal
     # image (label 0) with a restoration, else None.
     absorption: list[float] = field(default_factory=list)
+    absorption_delta: list[float] = field(default_factory=list)
     restoration_psnr: list[float] = field(default_factory=list)
     defect_residual: list[float] = field(default_factory=list)
     normal_residual: list[np.ndarray | None] = field(default_factory=list)
     seconds: float = 0.0
+    # While predicting: the restorations of the clean twins (normal images, predicted before
+    # the defect images in one pass), by resolved path, for ``absorption_delta``.
+    twin_restored: dict[str, np.ndarray] = field(default_factory=dict, repr=False)
 
     def __len__(self) -> int:
         return len(self.maps)
@@ -49,6 +53,7 @@ class Predictions:
             gap_rmse=self.gap_rmse[start:stop],
             gap_p99=self.gap_p99[start:stop],
             absorption=self.absorption[start:stop],
+            absorption_delta=self.absorption_delta[start:stop],
             restoration_psnr=self.restoration_psnr[start:stop],
             defect_residual=self.defect_residual[start:stop],
             normal_residual=self.normal_residual[start:stop],
@@ -86,7 +91,11 @@ def restoration_columns(normal: Predictions, defect: Predictions) -> dict[str, f
     defect images against its clean twins, the residual floor from the normal test images."""
     floors = [r for r in normal.normal_residual if r is not None]
     return restoration_metrics(
-        defect.absorption, defect.restoration_psnr, defect.defect_residual, floors
+        defect.absorption,
+        defect.restoration_psnr,
+        defect.defect_residual,
+        floors,
+        defect.absorption_delta,
     )
 
 
@@ -184,11 +193,13 @@ def _restoration_values(
     box: tuple | None,
     geometry: Geometry,
     twin: Path | None,
+    is_twin: bool = False,
 ) -> None:
     """One image's restoration values (metrics.py) at the scoring resolution (``gt``'s shape)."""
     nan = math.nan
     if restored is None:
         out.absorption.append(nan)
+        out.absorption_delta.append(nan)
         out.restoration_psnr.append(nan)
         out.defect_residual.append(nan)
         out.normal_residual.append(None)
@@ -201,11 +212,18 @@ def _restoration_values(
     has_mask = bool(gt.any())
     out.defect_residual.append(float(residual[gt].mean()) if has_mask else nan)
     out.normal_residual.append(residual.astype(np.float32) if normal else None)
+    if is_twin:
+        out.twin_restored[str(Path(path).resolve())] = g.astype(np.float32)
     if twin is not None and has_mask:
+        g_clean = out.twin_restored.get(str(Path(twin).resolve()))
         out.absorption.append(absorption_ratio(x, g, images[1], gt))
+        out.absorption_delta.append(
+            absorption_ratio(x, g, images[1], gt, g_clean) if g_clean is not None else nan
+        )
         out.restoration_psnr.append(masked_psnr(g, images[1], gt))
     else:
         out.absorption.append(nan)
+        out.absorption_delta.append(nan)
         out.restoration_psnr.append(nan)
 
 
@@ -226,6 +244,7 @@ def _collect(
     out.gap_rmse += _per_image(getattr(batch, "reconstruction_rmse", None), maps.shape[0])
     out.gap_p99 += _per_image(getattr(batch, "reconstruction_p99", None), maps.shape[0])
     labels = getattr(batch, "gt_label", None)
+    twin_paths = {str(Path(t).resolve()) for t in (twins or {}).values()}
     for i in range(maps.shape[0]):
         amap, gt, path = maps[i].numpy(), gts[i], str(batch.image_path[i])
         score = float(scores.reshape(-1)[i]) if scores is not None else float(amap.max())
@@ -240,9 +259,11 @@ def _collect(
         out.paths.append(path)
         # Restoration under the defect: every image the model restored (not only the kept ones)
         normal = labels is not None and int(labels.reshape(-1)[i]) == 0
-        twin = (twins or {}).get(str(Path(path).resolve())) if not normal else None
+        resolved = str(Path(path).resolve())
+        twin = (twins or {}).get(resolved) if not normal else None
+        is_twin = normal and resolved in twin_paths
         image = restored[i] if restored is not None else None
-        _restoration_values(out, image, path, gt, normal, box, geometry, twin)
+        _restoration_values(out, image, path, gt, normal, box, geometry, twin, is_twin)
 
 
 def predict(

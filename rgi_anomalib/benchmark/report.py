@@ -34,6 +34,11 @@ RESTORATION_TABLES = (
         "(0: surface restored, 1: defect copied)",
         False,
     ),
+    (
+        "absorption_delta",
+        "Absorption without the generator's own error, RMS_M(G(ẑ) − G(clean)) / RMS_M(x − clean)",
+        False,
+    ),
     ("restoration_psnr", "Restoration PSNR in the mask against the clean twin (dB)", True),
     (
         "defect_residual_ratio",
