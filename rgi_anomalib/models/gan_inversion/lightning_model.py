@@ -8,6 +8,8 @@ through direct subclasses only; the shared behaviour lives in the ``GanInversion
 from __future__ import annotations
 
 import dataclasses
+import re
+import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -326,6 +328,22 @@ class GanInversionModule(
     @property
     def learning_type(self) -> LearningType:
         return LearningType.ONE_CLASS
+
+    def on_fit_start(self) -> None:
+        super().on_fit_start()
+        self._expect_eval_mode_warning()
+
+    def _expect_eval_mode_warning(self) -> None:
+        """Silence Lightning's "Found N module(s) in eval mode at the start of training" when
+        those N modules are exactly the EMA generator's: it is the inverted copy, updated by
+        ``update_ema`` and never by gradients, so eval mode is by design. The filter matches that
+        exact message (this N), so any other module left in eval mode is still reported."""
+        in_eval = [name for name, module in self.named_modules() if not module.training]
+        if in_eval and all(name.startswith("model.generator_ema") for name in in_eval):
+            warnings.filterwarnings(
+                "ignore",
+                message=re.escape(f"Found {len(in_eval)} module(s) in eval mode at the start"),
+            )
 
     @property
     def inversion(self) -> InversionConfig:
