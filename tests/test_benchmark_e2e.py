@@ -71,6 +71,10 @@ def test_benchmark_command_end_to_end(tmp_path: Path) -> None:
     assert "AUPRO (FPR ≤ 0.3, normalised)" in (run_dir / "results.md").read_text()
     assert all(r["n_defect"] == 3 and r["n_normal"] == 3 for r in rows)
     assert all(0 <= r["dice_oracle_mean"] <= 1 for r in rows)
+    # restoration under the defect: a synthetic build with test/good has every clean twin
+    for key in ("absorption", "absorption_delta", "restoration_psnr", "defect_residual_ratio"):
+        assert all(r[key] is not None and r[key] >= 0 for r in rows), key
+    assert "Restoration under the defect" in (run_dir / "results.md").read_text()
     # never overwrite silently
     again = _benchmark(path)
     assert again.returncode == 2 and "already exists" in again.stderr
