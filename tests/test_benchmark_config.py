@@ -249,3 +249,180 @@ def test_cli_models_selects_by_name(tmp_path: Path, capsys: pytest.CaptureFixtur
     assert main(["--config", str(_write(tmp_path, data)), "--models", "rgi", "x"]) == 2
     assert "--models x: not in the config" in capsys.readouterr().err
     assert not (tmp_path / "run").exists()
+
+
+# --- types and ranges of every key, at parse time (issue 32) ---------------------------------
+
+
+def _set(path: str, value: object):
+    """An edit that sets the key at ``path`` ("models.0.trainer_args.max_epochs")."""
+
+    def edit(config: dict) -> None:
+        *parents, last = path.split(".")
+        node = config
+        for key in parents:
+            node = node[int(key)] if key.isdigit() else node.setdefault(key, {})
+        node[last] = value
+
+    return edit
+
+
+@pytest.mark.parametrize(
+    ("path", "value", "message"),
+    [
+        ("eval_batch_size", "eight", "eval_batch_size must be an integer >= 1, got 'eight'"),
+        ("train_batch_size", 0, "train_batch_size must be an integer >= 1, got 0"),
+        ("train_batch_size", 8.0, "train_batch_size must be an integer >= 1, got 8.0"),
+        ("calibration_images", -1, "calibration_images must be an integer >= 0, got -1"),
+        ("qualitative_images", "2", "qualitative_images must be an integer >= 0, got '2'"),
+        ("image_size", True, "image_size must be an integer >= 8, got True"),
+        ("image_size", "64", "image_size must be an integer >= 8, got '64'"),
+        ("keep_checkpoints", "yes please", "keep_checkpoints must be true or false"),
+        ("description", ["a"], "description must be a string, got ['a']"),
+        ("label_free_percentile", "high", "label_free_percentile must be a number in (0, 100]"),
+        ("label_free_percentile", 0, "label_free_percentile must be a number in (0, 100]"),
+        ("seeds", [0, "1"], "seeds[1] must be an integer in [0, 4294967295], got '1'"),
+        ("seeds", [-1], "seeds[0] must be an integer in [0, 4294967295], got -1"),
+        ("seeds", [3, 3], "seeds must be distinct, got [3, 3]"),
+        ("run_dir", 5, "run_dir must be a non-empty string, got 5"),
+        (
+            "models.0.trainer_args.max_epochs",
+            "one",
+            "models[0].trainer_args.max_epochs must be an integer >= 1, got 'one'",
+        ),
+        ("models.0.trainer_args.max_epochs", 0, "models[0].trainer_args.max_epochs must be"),
+        ("models.0.trainer_args.limit_train_batches", 1.5, "limit_train_batches must be an int"),
+        ("models.0.trainer_args.accelerator", "gpu", "trainer_args.accelerator: set by the bench"),
+        ("models.0.trainer_args", [1], "models[0].trainer_args must be a mapping"),
+        ("models.0.mask_map", "no", "models[0].mask_map must be true or false, got 'no'"),
+        ("models.0.name", 3, "models[0].name must be a non-empty string, got 3"),
+        ("models.0.fit_from", 1, "models[0].fit_from must be a non-empty string, got 1"),
+        ("models.0.input_size", "32", "models[0].input_size must be an integer >= 8"),
+        ("datasets.0.name", None, "datasets[0].name must be a non-empty string, got None"),
+        ("datasets.0.build.n_train", "ten", "datasets[0].build.n_train must be an integer or null"),
+        ("datasets.0.build.n_train", 0, "datasets[0].build.n_train must be an integer >= 1"),
+        ("datasets.0.build.size", 48.5, "datasets[0].build.size must be an integer, got 48.5"),
+        ("datasets.0.build.fill", "loud", "datasets[0].build: fill must be one of"),
+        ("datasets.0.build.include_test_good", "no", "include_test_good must be true or false"),
+        ("datasets.0.build.categories", "crack", "datasets[0].build.categories must be a list"),
+        ("datasets.0.rename_categories", {"a": 1}, "rename_categories must map folder -> name"),
+    ],
+)
+def test_wrong_types_and_ranges(tmp_path: Path, path: str, value: object, message: str) -> None:
+    data = _base(tmp_path)
+    _set(path, value)(data)
+    with pytest.raises(ConfigError) as info:
+        parse_config(data)
+    assert message in str(info.value)
+
+
+def test_right_types_pass(tmp_path: Path) -> None:
+    data = _base(tmp_path)
+    data.update(
+        seeds=[0, 4294967295],
+        calibration_images=0,
+        label_free_percentile=99,
+        keep_checkpoints=True,
+        description=None,
+    )
+    data["models"][0]["trainer_args"] = {"max_epochs": 2, "limit_train_batches": 0.5}
+    data["datasets"][0]["build"].update(n_train=None, categories=["crack"], fill="random")
+    cfg = parse_config(data)
+    assert cfg.seeds == [0, 4294967295] and cfg.label_free_percentile == 99.0
+
+
+def _cli_error(tmp_path: Path, data: dict, capsys: pytest.CaptureFixture, *extra: str) -> str:
+    assert main(["--config", str(_write(tmp_path, data)), *extra]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("rgi-anomalib benchmark: error: ")
+    assert "Traceback" not in err
+    assert not (tmp_path / "run").exists()  # nothing written
+    return err
+
+
+def test_cli_issue_examples(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    """The issue's three examples: one line each, exit 2, before any run directory."""
+    data = _base(tmp_path)
+    data["eval_batch_size"] = "eight"
+    assert "eval_batch_size must be an integer >= 1, got 'eight'" in _cli_error(
+        tmp_path, data, capsys
+    )
+    data = _base(tmp_path)
+    data["models"][0]["trainer_args"] = {"max_epochs": "one"}
+    err = _cli_error(tmp_path, data, capsys)
+    assert "models[0].trainer_args.max_epochs must be an integer >= 1, got 'one'" in err
+    data = _base(tmp_path)
+    data["models"][0]["init_args"] = {"max_epochs": "one"}  # RGI's own max_epochs
+    err = _cli_error(tmp_path, data, capsys)
+    assert "model 'rgi': init_args.max_epochs must be an integer, got 'one'" in err
+    data = _base(tmp_path)
+    data["image_size"] = 48
+    err = _cli_error(tmp_path, data, capsys)
+    assert "model 'rgi' cannot be built with these settings" in err
+    assert "the config's image_size 48" in err and "power of two in [32, 256]" in err
+    data = _base(tmp_path)  # the --seeds flag is checked as the key is
+    assert "--seeds[0] must be an integer in [0, 4294967295]" in _cli_error(
+        tmp_path, data, capsys, "--seeds", "-1"
+    )
+
+
+@pytest.mark.parametrize(
+    ("model", "message"),
+    [
+        (
+            {"name": "rgi", "init_args": {"backbone": "stylegan"}},
+            "init_args.backbone must be one of 'dcgan', 'progan', 'fastgan', got 'stylegan'",
+        ),
+        (
+            {"name": "rgi", "init_args": {"lr_gan": "fast"}},
+            "init_args.lr_gan must be a number, got 'fast'",
+        ),
+        (
+            {"name": "rgi", "init_args_per_category": {"crack": {"iterations": "many"}}},
+            "init_args_per_category.crack.iterations must be an integer or null, got 'many'",
+        ),
+        (
+            {"name": "rgi", "init_args": {"max_epochs": 0}},
+            "model 'rgi' cannot be built with these settings",
+        ),
+        (
+            {"name": "rgi", "input_size": 96},
+            "image_size from its input_size 96",
+        ),
+        (
+            {"name": "rgi", "init_args": {"lam": "auto", "max_epochs": 1}},
+            "calibration_images must be >= 1",
+        ),
+        (
+            {"name": "patchcore", "trainer_args": {"gradient_clip_val": "big"}},
+            "model 'patchcore': trainer_args.gradient_clip_val must be",
+        ),
+        (
+            {"name": "patchcore", "trainer_args": {"max_epoch": 1}},
+            "unknown trainer_arg 'max_epoch'",
+        ),
+    ],
+)
+def test_model_arguments_against_the_class(model: dict, message: str, tmp_path: Path) -> None:
+    from rgi_anomalib.benchmark.models import check_model_spec
+
+    data = _base(tmp_path)
+    data["models"] = [model]
+    data["calibration_images"] = 0
+    cfg = parse_config(data)
+    with pytest.raises(ConfigError) as info:
+        check_model_spec(cfg.models[0], cfg)
+    assert message in str(info.value)
+
+
+def test_image_size_of_another_model_is_its_own(tmp_path: Path) -> None:
+    """The harness's image_size applies to every model; only a model that cannot take it
+    refuses it (PatchCore takes 48 px, RGI with a 64 px input_size too)."""
+    from rgi_anomalib.benchmark.models import check_model_spec
+
+    data = _base(tmp_path)
+    data["image_size"] = 48
+    data["models"] = [{"name": "patchcore"}, {"name": "rgi", "input_size": 64}]
+    cfg = parse_config(data)
+    for spec in cfg.models:
+        check_model_spec(spec, cfg)

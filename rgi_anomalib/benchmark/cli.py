@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from .config import BenchmarkConfig, ConfigError, load_config
+from .config import BenchmarkConfig, ConfigError, load_config, parse_seeds
 
 MARKER = ".rgi-benchmark-run"
 
@@ -101,7 +101,8 @@ def _parser() -> argparse.ArgumentParser:
     return p
 
 
-def _prepare_run_dir(run_dir: Path, overwrite: bool, resume: bool = False) -> None:
+def _prepare_run_dir(run_dir: Path, overwrite: bool, resume: bool = False) -> bool:
+    """Create (or, with --resume, reuse) the run directory; True when this call created it."""
     if overwrite and resume:
         raise ConfigError("--overwrite and --resume contradict each other; pass one")
     if run_dir.exists() and (not run_dir.is_dir() or any(run_dir.iterdir())):
@@ -110,7 +111,7 @@ def _prepare_run_dir(run_dir: Path, overwrite: bool, resume: bool = False) -> No
                 raise ConfigError(
                     f"--resume: {run_dir} was not written by rgi-anomalib benchmark (no {MARKER})"
                 )
-            return
+            return False
         if not overwrite:
             raise ConfigError(
                 f"run directory {run_dir} already exists; pass --resume to go on with it, "
@@ -125,6 +126,7 @@ def _prepare_run_dir(run_dir: Path, overwrite: bool, resume: bool = False) -> No
         shutil.rmtree(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     (run_dir / MARKER).write_text("written by rgi-anomalib benchmark\n")
+    return True
 
 
 def _machine() -> dict[str, object]:
@@ -142,14 +144,14 @@ def _machine() -> dict[str, object]:
     }
 
 
-def _run(cfg: BenchmarkConfig) -> tuple[list[dict], str]:
+def _run(cfg: BenchmarkConfig, prepared: dict[str, Any] | None = None) -> tuple[list[dict], str]:
     from rich.console import Console
 
     from .report import write_outputs
     from .runner import run_benchmark
 
     console = Console()
-    result = run_benchmark(cfg, console=console)
+    result = run_benchmark(cfg, console=console, prepared=prepared)
     meta = {
         "config_source": cfg.source,
         "config": cfg.raw,
@@ -191,21 +193,28 @@ def _make_baseline(args: argparse.Namespace, argv: list[str]) -> int:
     return 0
 
 
-def _check_sources(cfg: BenchmarkConfig) -> None:
-    """Fail on a bad model or dataset before touching the run directory."""
-    from .data import from_datamodule
+def _check_sources(cfg: BenchmarkConfig) -> dict[str, Any]:
+    """Fail on a bad model or dataset before touching the run directory: every model is checked
+    against its class (and this project's models built once); every dataset that is not built
+    by the run is prepared and each of its files read (all bad files named in one error).
+    Returns those datasets by name (the run uses them as they are)."""
+    from .data import prepare_dataset
     from .models import check_model_spec
 
     for spec in cfg.models:
-        check_model_spec(spec)
+        check_model_spec(spec, cfg)
+    prepared = {}
     for data in cfg.datasets:
-        if data.datamodule is not None:
-            from_datamodule(data, cfg)  # a datamodule that cannot be built fails here
-        elif data.build is None and not (data.root and data.root.is_dir()):
+        if data.build is not None:
+            continue  # built into the run directory; checked right after it is built
+        if data.datamodule is None and not (data.root and data.root.is_dir()):
             raise ConfigError(
                 f"dataset {data.name!r}: root {data.root} does not exist "
                 "(give an existing dataset or a 'build' section)"
             )
+        # a datamodule that cannot be built, or a file that cannot be read, fails here
+        prepared[data.name] = prepare_dataset(data, cfg, lambda _msg: None)
+    return prepared
 
 
 def _select(entries: list[Any], names: Sequence[str], flag: str) -> list[Any]:
@@ -232,13 +241,22 @@ def _select_models(models: list[Any], names: Sequence[str]) -> list[Any]:
     return chosen
 
 
+def _remove_unused_run_dir(run_dir: Path) -> bool:
+    """Remove a run directory this invocation created, if no model ran in it yet (a failure
+    while preparing the datasets); True when removed."""
+    if (run_dir / "work").exists():
+        return False
+    shutil.rmtree(run_dir, ignore_errors=True)
+    return True
+
+
 def _run_config(args: argparse.Namespace) -> list[dict[str, Any]]:
     set_malloc_mmap_threshold()  # before torch allocates: keeps PatchCore's memory low
     cfg = load_config(args.config)
     if args.run_dir:
         cfg.run_dir = Path(args.run_dir)
     if args.seeds:
-        cfg.seeds = list(args.seeds)
+        cfg.seeds = parse_seeds(list(args.seeds), "--seeds")
     if args.datasets:
         cfg.datasets = _select_datasets(cfg.datasets, args.datasets)
     cfg.fit_sources = {m.fit_from for m in cfg.models if m.fit_from}
@@ -246,9 +264,15 @@ def _run_config(args: argparse.Namespace) -> list[dict[str, Any]]:
         cfg.models = _select_models(cfg.models, args.models)
     cfg.keep_checkpoints = cfg.keep_checkpoints or args.keep_checkpoints
     cfg.resume = args.resume
-    _check_sources(cfg)
-    _prepare_run_dir(cfg.run_dir, args.overwrite, args.resume)
-    rows, _ = _run(cfg)
+    prepared = _check_sources(cfg)
+    created = _prepare_run_dir(cfg.run_dir, args.overwrite, args.resume)
+    try:
+        rows, _ = _run(cfg, prepared)
+    except Exception as exc:
+        removed = created and _remove_unused_run_dir(cfg.run_dir)
+        if removed and isinstance(exc, ConfigError):
+            raise ConfigError(f"{exc}\n(removed {cfg.run_dir}: nothing had run in it)") from exc
+        raise
     return rows
 
 

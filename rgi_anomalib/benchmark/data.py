@@ -16,7 +16,14 @@ from pathlib import Path
 from typing import Any
 
 from ..utils import IMAGE_EXTENSIONS
-from .config import BenchmarkConfig, ConfigError, DatasetSpec, ModelSpec, import_dotted
+from .config import (
+    BenchmarkConfig,
+    ConfigError,
+    DatasetSpec,
+    ModelSpec,
+    check_annotated,
+    import_dotted,
+)
 
 
 @dataclass
@@ -90,11 +97,34 @@ def discover_categories(root: Path) -> list[str]:
     return names
 
 
+def validate_dataset(info: DatasetInfo) -> None:
+    """One ConfigError naming every unreadable image or mask of the dataset and every mask of
+    another size than its image (``rgi_anomalib.data.validate``), before anything trains."""
+    from rgi_anomalib.data.validate import DatasetError, validate_samples
+
+    pairs: list[tuple[Path, Path | None]] = [
+        (p, None) for p in [*info.train, *info.calibration, *info.normal_test]
+    ]
+    for cat, images in info.categories.items():
+        masks = info.masks.get(cat) or [None] * len(images)
+        pairs += list(zip(images, masks, strict=True))
+    try:
+        validate_samples(pairs, f"dataset {info.name!r} ({info.root})")
+    except DatasetError as exc:
+        raise ConfigError(f"{exc}\nnothing was trained") from exc
+
+
 def prepare_dataset(
     spec: DatasetSpec, cfg: BenchmarkConfig, log: Callable[[str], None]
 ) -> DatasetInfo:
-    """The file lists of one dataset: from an anomalib datamodule, a built synthetic dataset or
-    a Folder-layout root."""
+    """The file lists of one dataset (from an anomalib datamodule, a built synthetic dataset or
+    a Folder-layout root), after every file in them was read (``validate_dataset``)."""
+    info = _file_lists(spec, cfg, log)
+    validate_dataset(info)
+    return info
+
+
+def _file_lists(spec: DatasetSpec, cfg: BenchmarkConfig, log: Callable[[str], None]) -> DatasetInfo:
     if spec.datamodule is not None:
         return from_datamodule(spec, cfg)
     root = cfg.dataset_root(spec)
@@ -185,6 +215,9 @@ def _build_datamodule(spec: DatasetSpec) -> Any:
     if unknown:
         allowed = ", ".join(k for k in params if k != "self")
         raise ConfigError(f"{where}: unknown init_arg {unknown[0]!r}; allowed: {allowed}")
+    namespace = inspect.unwrap(cls.__init__).__globals__
+    for key, value in kwargs.items():
+        check_annotated(value, params[key].annotation, f"{where}: init_args.{key}", namespace)
     # The harness scores the whole test split itself: no validation split taken from it, no
     # worker processes, and a fixed seed for any random normal/abnormal split.
     for key, value in (("val_split_mode", "none"), ("num_workers", 0), ("seed", 0)):

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any, ClassVar, Protocol
 
 from ..utils import IMAGE_EXTENSIONS
-from .config import BenchmarkConfig, ConfigError, ModelSpec, import_dotted
+from .config import BenchmarkConfig, ConfigError, ModelSpec, check_annotated, import_dotted
 
 
 class BenchmarkHooks(Protocol):
@@ -66,15 +66,76 @@ def init_params(cls: type) -> dict[str, inspect.Parameter]:
 
 
 def _check_init_args(cls: type, spec: ModelSpec) -> None:
+    """Every init_arg (and per-category setting) is a parameter of the class and of its
+    annotated type (``model 'rgi': init_args.max_epochs must be an integer, got 'one'``)."""
     params = init_params(cls)
-    if any(p.kind is p.VAR_KEYWORD for p in params.values()):
+    namespace = inspect.unwrap(cls.__init__).__globals__
+    if not any(p.kind is p.VAR_KEYWORD for p in params.values()):
+        unknown = [k for k in spec.init_args if k not in params]
+        if unknown:
+            allowed = ", ".join(k for k in params if k != "self")
+            raise ConfigError(
+                f"model {spec.name!r}: unknown init_arg {unknown[0]!r} for {cls.__name__}; "
+                f"allowed: {allowed}"
+            )
+    given = [(f"init_args.{k}", k, v) for k, v in spec.init_args.items()]
+    for cat, args in spec.init_args_per_category.items():
+        given += [(f"init_args_per_category.{cat}.{k}", k, v) for k, v in args.items()]
+    for where, key, value in given:
+        if key in params:
+            annotation = params[key].annotation
+            check_annotated(value, annotation, f"model {spec.name!r}: {where}", namespace)
+
+
+def _check_trainer_args(spec: ModelSpec) -> None:
+    """trainer_args are Lightning Trainer arguments of the Trainer's types (the config checked
+    the harness's own ones and the ranges of the epoch and step counts)."""
+    if not spec.trainer_args:
         return
-    unknown = [k for k in spec.init_args if k not in params]
-    if unknown:
-        allowed = ", ".join(k for k in params if k != "self")
+    from lightning.pytorch import Trainer
+
+    params = init_params(Trainer)
+    namespace = inspect.unwrap(Trainer.__init__).__globals__
+    for key, value in spec.trainer_args.items():
+        if key not in params or key == "self":
+            raise ConfigError(
+                f"model {spec.name!r}: unknown trainer_arg {key!r}; trainer_args are arguments "
+                "of lightning.pytorch.Trainer (e.g. max_epochs)"
+            )
+        where = f"model {spec.name!r}: trainer_args.{key}"
+        check_annotated(value, params[key].annotation, where, namespace)
+
+
+def _size_source(spec: ModelSpec, cfg: BenchmarkConfig) -> str:
+    if "image_size" in spec.init_args:
+        return f"init_args.image_size {spec.init_args['image_size']!r}"
+    if spec.input_size is not None:
+        return f"its input_size {spec.input_size}"
+    return f"the config's image_size {cfg.image_size}"
+
+
+def _check_builds(cls: type, spec: ModelSpec, cfg: BenchmarkConfig) -> None:
+    """Build this project's own models once, as the run will (they are cheap to build: no
+    pretrained weights), so that their own checks of every argument run before anything is
+    trained: a GAN generator's image_size (a power of two in [32, 256]), ranges, choices.
+    Models from other packages are not built here (a pretrained backbone loads for seconds)."""
+    if not cls.__module__.startswith("rgi_anomalib."):
+        return
+    import tempfile
+
+    with tempfile.TemporaryDirectory(prefix="rgi-benchmark-check-") as work:
+        try:
+            model = build_model(cls, spec, cfg, cfg.seeds[0], Path(work))
+        except (TypeError, ValueError) as exc:
+            message = str(exc).strip() or type(exc).__name__
+            raise ConfigError(
+                f"model {spec.name!r} cannot be built with these settings (image_size from "
+                f"{_size_source(spec, cfg)}): {message}"
+            ) from exc
+    if getattr(model, "calibrates_on_normal_images", False) and cfg.calibration_images < 1:
         raise ConfigError(
-            f"model {spec.name!r}: unknown init_arg {unknown[0]!r} for {cls.__name__}; "
-            f"allowed: {allowed}"
+            f"model {spec.name!r} sets itself up on held-out normal images (e.g. lam: auto): "
+            "calibration_images must be >= 1"
         )
 
 
@@ -94,14 +155,19 @@ def _check_per_category(cls: type, spec: ModelSpec) -> None:
             )
 
 
-def check_model_spec(spec: ModelSpec) -> type:
-    """The model's class, after checking the spec against it (errors name the argument)."""
+def check_model_spec(spec: ModelSpec, cfg: BenchmarkConfig | None = None) -> type:
+    """The model's class, after checking the spec against it (errors name the argument): its
+    init_args and trainer_args by name and type; with ``cfg``, this project's models are also
+    built once with the run's sizes (their own range checks)."""
     cls = resolve_model_class(spec.class_path)
     if spec.backbone_weights is not None:
         _use_local_weights(spec)
     _check_init_args(cls, spec)
     if spec.init_args_per_category:
         _check_per_category(cls, spec)
+    _check_trainer_args(spec)
+    if cfg is not None:
+        _check_builds(cls, spec, cfg)
     return cls
 
 

@@ -457,19 +457,26 @@ def _run_model(
     return rows
 
 
-def run_benchmark(cfg: BenchmarkConfig, console: Any = None) -> RunResult:
-    """Run every model × dataset × seed. ``cfg.run_dir`` must already exist."""
+def run_benchmark(
+    cfg: BenchmarkConfig, console: Any = None, prepared: dict[str, DatasetInfo] | None = None
+) -> RunResult:
+    """Run every model × dataset × seed. ``cfg.run_dir`` must already exist. ``prepared``:
+    datasets (by name) already prepared and checked by the caller; the others are prepared here
+    (built if need be) and their files checked, before any model is trained."""
     from anomalib.engine import Engine  # noqa: F401 - imported before its loggers are quietened
     from rich.console import Console
 
     console = console or Console()
     t0 = time.perf_counter()
-    classes = {m.name: check_model_spec(m) for m in cfg.models}
+    classes = {m.name: check_model_spec(m, cfg) for m in cfg.models}
     rows: list[dict[str, Any]] = []
     qualitative: Qualitative = {}
     reused = 0
+    prepared = prepared or {}
     with quiet_lightning():
-        datasets = [prepare_dataset(d, cfg, console.log) for d in cfg.datasets]
+        datasets = [
+            prepared.get(d.name) or prepare_dataset(d, cfg, console.log) for d in cfg.datasets
+        ]
         check_per_category(cfg.models, datasets)
         notes = [n for m in cfg.models for n in m.notes] + [n for d in datasets for n in d.notes]
         for note in notes:

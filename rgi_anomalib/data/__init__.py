@@ -1,13 +1,19 @@
-"""rgi_anomalib data modules. ``SyntheticBTAD`` is imported on first access (needs anomalib)."""
+"""rgi_anomalib data modules. ``SyntheticBTAD`` is imported on first access (needs anomalib).
+
+``validate_samples`` / ``validate_datamodule``: read every image and mask of a dataset before
+training; one ``DatasetError`` names every unreadable file and every mask of another size than
+its image."""
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from rgi_anomalib.data.validate import DatasetError, validate_datamodule, validate_samples
+
 if TYPE_CHECKING:
     from rgi_anomalib.data.synthetic_btad import SyntheticBTAD
 
-__all__ = ["SyntheticBTAD", "register"]
+__all__ = ["DatasetError", "SyntheticBTAD", "register", "validate_datamodule", "validate_samples"]
 
 
 def __getattr__(name: str) -> object:

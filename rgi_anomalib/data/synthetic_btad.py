@@ -11,6 +11,7 @@ from anomalib.data.utils import TestSplitMode, ValSplitMode
 from torchvision.transforms.v2 import Transform
 
 import synthetic_btad
+from rgi_anomalib.data.validate import validate_datamodule
 from synthetic_btad import (
     CATEGORIES,
     SUMMARY_FILE,
@@ -34,6 +35,8 @@ class SyntheticBTAD(Folder):
     the clean bases in ``test/good``. When ``root`` is missing or an empty directory and
     ``build_if_missing`` is true, the dataset is built there first (in ``prepare_data``, or in
     ``setup`` when used without a Trainer) from ``bases`` / ``btad_root`` / ``mvtec_root``.
+    ``setup`` reads every image and mask once and raises one ``DatasetError`` (a ValueError)
+    naming each unreadable file and each mask of another size than its image.
 
     Args:
         root: Dataset directory.
@@ -180,3 +183,6 @@ class SyntheticBTAD(Folder):
         normal_test = layout["normal_test_dir"]
         self.normal_test_dir = normal_test if self.include_normal_test and normal_test else None
         super()._setup(_stage)
+        # Every image read whole and every mask of its image's size, before anything trains:
+        # one error naming all bad files instead of a loader's traceback mid-run.
+        validate_datamodule(self)
