@@ -241,6 +241,69 @@ def _select_models(models: list[Any], names: Sequence[str]) -> list[Any]:
     return chosen
 
 
+class RunInterruptedError(Exception):
+    """Ctrl-C during a run; the message says what was kept and how to go on."""
+
+
+def _is_interrupt(exc: BaseException) -> bool:
+    """Ctrl-C: a KeyboardInterrupt, or the ``sys.exit(1)`` Lightning turns one into while it
+    fits or predicts (after its own "graceful shutdown")."""
+    if isinstance(exc, KeyboardInterrupt):
+        return True
+    return isinstance(exc, SystemExit) and isinstance(exc.__context__, KeyboardInterrupt)
+
+
+def _option(token: str) -> str | None:
+    """The long option a command-line token names (argparse also takes unique prefixes)."""
+    if not token.startswith("--"):
+        return None
+    name = token.split("=", 1)[0]
+    options = [o for o in _parser()._option_string_actions if o.startswith("--")]
+    if name in options:
+        return name
+    matches = [o for o in options if o.startswith(name)]
+    return matches[0] if len(matches) == 1 else None
+
+
+def resume_command(argv: Sequence[str], run_dir: Path) -> str:
+    """The command that goes on with an interrupted run: ``argv`` without --overwrite, --resume
+    and --run-dir, plus ``--run-dir RUN_DIR --resume``."""
+    import shlex
+
+    kept: list[str] = []
+    tokens = iter(argv)
+    for token in tokens:
+        option = _option(token)
+        if option in ("--overwrite", "--resume"):
+            continue
+        if option == "--run-dir":
+            if "=" not in token:
+                next(tokens, None)
+            continue
+        kept.append(token)
+    return shlex.join(["rgi-anomalib", "benchmark", *kept, "--run-dir", str(run_dir), "--resume"])
+
+
+def _interrupted_message(cfg: BenchmarkConfig, argv: Sequence[str]) -> str:
+    from .runner import describe_kept
+
+    try:
+        kept = describe_kept(cfg)
+    except Exception as exc:  # what was kept is read from disk: never hide the command
+        kept = [f"(could not read what was kept: {exc})"]
+    lines = ["rgi-anomalib benchmark: interrupted."]
+    if kept:
+        lines.append(f"Kept in {cfg.run_dir} (a --resume reuses it):")
+        lines += [f"  {line}" for line in kept]
+    else:
+        lines.append(
+            f"No model finished a fit or a category yet in {cfg.run_dir} (a fit is kept only "
+            "when it ends; built datasets are kept)."
+        )
+    lines += ["Go on with:", f"  {resume_command(argv, cfg.run_dir)}"]
+    return "\n".join(lines)
+
+
 def _remove_unused_run_dir(run_dir: Path) -> bool:
     """Remove a run directory this invocation created, if no model ran in it yet (a failure
     while preparing the datasets); True when removed."""
@@ -250,7 +313,7 @@ def _remove_unused_run_dir(run_dir: Path) -> bool:
     return True
 
 
-def _run_config(args: argparse.Namespace) -> list[dict[str, Any]]:
+def _run_config(args: argparse.Namespace, argv: Sequence[str] = ()) -> list[dict[str, Any]]:
     set_malloc_mmap_threshold()  # before torch allocates: keeps PatchCore's memory low
     cfg = load_config(args.config)
     if args.run_dir:
@@ -268,8 +331,10 @@ def _run_config(args: argparse.Namespace) -> list[dict[str, Any]]:
     created = _prepare_run_dir(cfg.run_dir, args.overwrite, args.resume)
     try:
         rows, _ = _run(cfg, prepared)
-    except Exception as exc:
-        removed = created and _remove_unused_run_dir(cfg.run_dir)
+    except BaseException as exc:
+        if _is_interrupt(exc):
+            raise RunInterruptedError(_interrupted_message(cfg, argv)) from None
+        removed = created and isinstance(exc, Exception) and _remove_unused_run_dir(cfg.run_dir)
         if removed and isinstance(exc, ConfigError):
             raise ConfigError(f"{exc}\n(removed {cfg.run_dir}: nothing had run in it)") from exc
         raise
@@ -297,7 +362,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         elif not args.config:
             raise ConfigError("--config FILE is required (or --check with --results)")
         else:
-            rows = _run_config(args)
+            rows = _run_config(args, argv)
         if args.check:
             baseline_path = Path(args.check)
             if not baseline_path.is_file():
@@ -309,3 +374,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ConfigError as exc:
         print(f"rgi-anomalib benchmark: error: {exc}", file=sys.stderr)
         return 2
+    except RunInterruptedError as exc:
+        print(exc, file=sys.stderr)
+        return 130
+    except KeyboardInterrupt:
+        print("rgi-anomalib benchmark: interrupted before the run started", file=sys.stderr)
+        return 130

@@ -499,3 +499,30 @@ def run_benchmark(
         notes.append(f"--resume: {reused} of {total} model runs reused from {cfg.run_dir}/work")
         console.print(f"[yellow]note:[/] {notes[-1]}")
     return RunResult(rows, qualitative, notes, time.perf_counter() - t0)
+
+
+def describe_kept(cfg: BenchmarkConfig) -> list[str]:
+    """What a later ``--resume`` of this config reuses from ``cfg.run_dir``: one line per model,
+    dataset and seed with something kept (its rows, its fitted weights, scored categories)."""
+    lines = []
+    for spec in cfg.datasets:
+        for seed in cfg.seeds:
+            keys = _unit_keys(cfg, spec, seed)
+            for model in cfg.models:
+                work = cfg.run_dir / "work" / f"{model.name}_{spec.name}_seed{seed}"
+                if not work.is_dir():
+                    continue
+                tag = f"{model.name} · {spec.name} · seed {seed}"
+                done = load_done(work, keys[model.name])
+                if done is not None:
+                    lines.append(f"{tag}: finished ({len(done.rows)} categories scored)")
+                    continue
+                kept = []
+                if load_fitted_state(work, keys[model.name]) is not None:
+                    kept.append("its fit")
+                scored = load_categories(work, keys[model.name])
+                if scored:
+                    kept.append(f"categories {', '.join(scored)} scored")
+                if kept:
+                    lines.append(f"{tag}: {' and '.join(kept)} kept, the rest runs again")
+    return lines
