@@ -30,6 +30,7 @@ from .gan_training import GanTrainingMixin
 from .gap_report import ReconstructionReportMixin
 from .lam_calibration import AUTO, LamCalibrationMixin, check_lam
 from .networks import Backbone, check_image_size
+from .solve_progress import SolveProgress
 from .solver import InversionConfig, LatentInit, LrSchedule, MaskUpdate, Method, Objective
 from .torch_model import GanInversionModel, attach_restoration
 
@@ -381,12 +382,17 @@ class GanInversionModule(
             self.model.inversion = base
 
     # --- inversion at validation / test / predict ----------------------------------------------
-    def _invert_step(self, batch: Batch) -> Batch:
-        return attach_restoration(batch, self.model(batch.image))
+    def _invert_step(self, batch: Batch, batch_idx: int) -> Batch:
+        # One batch's solve is long: its progress goes beside Lightning's bar, or to the log.
+        progress = SolveProgress.for_batch(self, batch_idx)
+        try:
+            return attach_restoration(batch, self.model(batch.image, progress=progress))
+        finally:
+            progress.close()
 
-    def validation_step(self, batch: Batch, *args, **kwargs) -> STEP_OUTPUT:
+    def validation_step(self, batch: Batch, batch_idx: int = 0, *args, **kwargs) -> STEP_OUTPUT:
         del args, kwargs
-        batch = self._invert_step(batch)
+        batch = self._invert_step(batch, batch_idx)
         self._collect_validation_gap(batch)
         self._collect_lam_residuals(batch)
         return batch
@@ -400,13 +406,13 @@ class GanInversionModule(
         self._calibrate_lam()
         self._report_validation_gap()
 
-    def test_step(self, batch: Batch, *args, **kwargs) -> STEP_OUTPUT:
+    def test_step(self, batch: Batch, batch_idx: int = 0, *args, **kwargs) -> STEP_OUTPUT:
         del args, kwargs
-        return self._invert_step(batch)
+        return self._invert_step(batch, batch_idx)
 
-    def predict_step(self, batch: Batch, *args, **kwargs) -> STEP_OUTPUT:
+    def predict_step(self, batch: Batch, batch_idx: int = 0, *args, **kwargs) -> STEP_OUTPUT:
         del args, kwargs
-        return self._invert_step(batch)
+        return self._invert_step(batch, batch_idx)
 
     def _output_dir(self) -> Path:
         """Lightning's log dir, else its root dir. Call it on every rank: under DDP

@@ -20,12 +20,16 @@ Masked inversion (the inpainting baselines of Yeh et al. 2017 and Pan et al. 202
 
 Per-image losses are summed over pixels (as the authors' code) and then over the batch: every
 variable belongs to one image and Adam is element-wise, so batching changes no result.
+
+``progress`` (optional): a callable ``progress(done, total)`` told after every iteration how many
+of the solve's iterations have run; it only observes, so results are the same with or without it.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import torch
@@ -40,6 +44,9 @@ from .inversion_config import (  # noqa: F401 - re-exported: the solver's settin
     Method,
     Objective,
 )
+
+# ``progress(done, total)``: iterations run so far out of the solve's total (solve_progress.py).
+Progress = Callable[[int, int], None]
 
 
 @dataclass
@@ -196,6 +203,7 @@ def invert(
     groups: int | None = None,
     missing: torch.Tensor | None = None,
     encoder: nn.Module | None = None,
+    progress: Progress | None = None,
 ) -> InversionResult:
     """Solve the configured inversion for a batch of images; G and D are left untouched.
 
@@ -203,6 +211,7 @@ def invert(
     gradients on, on a clone of the input. ``groups``: R-RGI fine-tunes one generator copy per
     group of ``B / groups`` consecutive images (e.g. the tiles of one image) instead of one per
     image. ``encoder`` (trained with G): its latent E(x) joins the pool as a start candidate.
+    ``progress(done, total)`` is called after every iteration (see the module docstring).
     """
     if images.ndim != 4:
         msg = f"images must be B×C×H×W, got shape {tuple(images.shape)}"
@@ -226,6 +235,7 @@ def invert(
             groups,
             missing,
             encoder,
+            progress,
         )
 
 
@@ -238,6 +248,7 @@ def _invert(
     groups: int | None = None,
     missing: torch.Tensor | None = None,
     encoder: nn.Module | None = None,
+    progress: Progress | None = None,
 ) -> InversionResult:
     was_training = generator.training
     generator.eval()
@@ -262,7 +273,9 @@ def _invert(
         if encoder is not None:
             latent = _better_start(generator, encoder, images, latent, start, missing)
         latent.requires_grad_(True)
-        return _optimise(generator, images, latent, config, discriminator, groups, missing)
+        return _optimise(
+            generator, images, latent, config, discriminator, groups, missing, progress
+        )
     finally:
         for p in frozen:
             p.requires_grad_(True)
@@ -279,6 +292,7 @@ def _optimise(
     discriminator: nn.Module | None,
     groups: int | None = None,
     missing: torch.Tensor | None = None,
+    progress: Progress | None = None,
 ) -> InversionResult:
     batch, channels, height, width = images.shape
     mask = None
@@ -319,6 +333,8 @@ def _optimise(
             optimiser.step()
         iterations_run = iteration + 1
         history.append(total.item())
+        if progress is not None:
+            progress(iterations_run, config.iterations)
         if config.early_stop_patience and weights is None:
             if total.item() < best_total * (1 - config.early_stop_tol):
                 best_total, stale = total.item(), 0

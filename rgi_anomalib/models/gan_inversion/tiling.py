@@ -14,7 +14,7 @@ from __future__ import annotations
 import torch
 from anomalib.data.utils.tiler import Tiler
 
-from .solver import CandidatePool, InversionConfig, InversionResult, invert
+from .solver import CandidatePool, InversionConfig, InversionResult, Progress, invert
 
 
 def default_stride(image_size: int, tile_size: int) -> int:
@@ -82,10 +82,13 @@ def invert_tiled(
     finetune_per: str = "tile",
     missing: torch.Tensor | None = None,
     encoder: torch.nn.Module | None = None,
+    progress: Progress | None = None,
 ) -> InversionResult:
     """Invert every tile (``chunk`` tiles per solve) and stitch restoration and mask back
     together; latents are B×tiles×d, losses summed per image. R-RGI fine-tunes one generator copy
-    per tile (``finetune_per="tile"``) or one per image, shared by its tiles (``"image"``)."""
+    per tile (``finetune_per="tile"``) or one per image, shared by its tiles (``"image"``).
+    ``progress(done, total)`` counts iterations over all chunks (total: chunks × iterations); a
+    chunk that stops early counts as complete when it returns."""
     check_finetune_per(finetune_per)
     stride = stride or default_stride(images.shape[-1], tile_size)
     tiler = Tiler(tile_size=tile_size, stride=stride)
@@ -98,8 +101,13 @@ def invert_tiled(
     missing_parts = [None] * len(tiles.split(chunk))
     if missing_tiles is not None:
         missing_parts = list(missing_tiles.split(chunk))
-    parts = [
-        invert(
+    total = len(missing_parts) * config.iterations
+    parts = []
+    for index, (part, part_missing) in enumerate(
+        zip(tiles.split(chunk), missing_parts, strict=True)
+    ):
+        offset = index * config.iterations
+        result = invert(
             generator,
             part,
             config,
@@ -108,9 +116,11 @@ def invert_tiled(
             groups=part.shape[0] // per_image if finetune_per == "image" else None,
             missing=part_missing,
             encoder=encoder,
+            progress=None if progress is None else _shifted(progress, offset, total),
         )
-        for part, part_missing in zip(tiles.split(chunk), missing_parts, strict=True)
-    ]
+        parts.append(result)
+        if progress is not None and result.iterations_run < config.iterations:
+            progress(offset + config.iterations, total)  # stopped early: the chunk is done
     batch = images.shape[0]
     restored = tiler.untile(torch.cat([p.restored for p in parts]))
     mask = None
@@ -125,3 +135,12 @@ def invert_tiled(
         loss=losses,
         iterations_run=max(p.iterations_run for p in parts),
     )
+
+
+def _shifted(progress: Progress, offset: int, total: int) -> Progress:
+    """One chunk's ``progress(done, iterations)`` as a count over all chunks."""
+
+    def chunk_progress(done: int, _iterations: int) -> None:
+        progress(offset + done, total)
+
+    return chunk_progress

@@ -11,7 +11,7 @@ from torch import nn
 from .anomaly_map import anomaly_map, image_score
 from .gap import reconstruction_gap
 from .networks import Backbone, Discriminator, Encoder, Generator
-from .solver import CandidatePool, InversionConfig, InversionResult, invert
+from .solver import CandidatePool, InversionConfig, InversionResult, Progress, invert
 from .tiling import check_finetune_per, check_tiling, invert_tiled
 
 
@@ -108,9 +108,11 @@ class GanInversionModel(nn.Module):
         images: torch.Tensor,
         missing: torch.Tensor | None = None,
         inversion: InversionConfig | None = None,
+        progress: Progress | None = None,
     ) -> InversionResult:
         """Run the solver on a batch of images in [-1, 1]: the model's configuration, or
-        ``inversion``; ``missing`` (B×1×H×W, 1 = unknown pixel) makes it a masked inversion."""
+        ``inversion``; ``missing`` (B×1×H×W, 1 = unknown pixel) makes it a masked inversion.
+        ``progress(done, total)``: told the iterations run so far (it changes no result)."""
         generator = self.generator_ema if self._compiled is None else self._compiled
         config = inversion or self.inversion
         discriminator = self.discriminator if config.discriminator_weight > 0 else None
@@ -124,6 +126,7 @@ class GanInversionModel(nn.Module):
                 self._pool,
                 missing=missing,
                 encoder=encoder,
+                progress=progress,
             )
         return invert_tiled(
             generator,
@@ -136,11 +139,12 @@ class GanInversionModel(nn.Module):
             finetune_per=self.tile_finetune,
             missing=missing,
             encoder=encoder,
+            progress=progress,
         )
 
-    def forward(self, images: torch.Tensor) -> RestorationBatch:
+    def forward(self, images: torch.Tensor, progress: Progress | None = None) -> RestorationBatch:
         """Images in [-1, 1] (the pre-processor's range) -> scores, maps and G(ẑ)."""
-        result = self.invert(images)
+        result = self.invert(images, progress=progress)
         maps = anomaly_map(images, result)
         gap = reconstruction_gap(images, result.restored)
         return RestorationBatch(
