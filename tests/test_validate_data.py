@@ -109,6 +109,8 @@ def test_datamodule_check(tiny_datamodule, tmp_path: Path, folder_dataset_factor
     module.setup()
     with pytest.raises(DatasetError) as info:
         validate_datamodule(module)
+    with pytest.raises(DatasetError, match="1 bad file"):  # the training images only
+        validate_datamodule(module, subsets=("train_data",))
     assert str(info.value).startswith(f"2 bad file(s) in datamodule bad ({root})")
     assert "train/good/001.png: cannot be read" in str(info.value)
     assert "ground_truth/defect/001_mask.png: mask is 16x16" in str(info.value)

@@ -141,11 +141,15 @@ def _pairs(samples: Any) -> list[tuple[Any, Any]]:
     return list(zip(samples["image_path"], masks, strict=True))
 
 
-def datamodule_samples(datamodule: Any) -> list[tuple[Any, Any]]:
-    """The (image, mask) pairs of a set-up datamodule's train, validation and test datasets
-    (those it has)."""
+SUBSETS = ("train_data", "val_data", "test_data")
+
+
+def datamodule_samples(
+    datamodule: Any, subsets: tuple[str, ...] = SUBSETS
+) -> list[tuple[Any, Any]]:
+    """The (image, mask) pairs of a set-up datamodule's ``subsets`` (those it has)."""
     pairs: list[tuple[Any, Any]] = []
-    for name in ("train_data", "val_data", "test_data"):
+    for name in subsets:
         dataset = getattr(datamodule, name, None)
         samples = getattr(dataset, "samples", None)
         if samples is not None and len(samples):
@@ -153,15 +157,15 @@ def datamodule_samples(datamodule: Any) -> list[tuple[Any, Any]]:
     return pairs
 
 
-def validate_datamodule(datamodule: Any) -> None:
+def validate_datamodule(datamodule: Any, subsets: tuple[str, ...] = SUBSETS) -> None:
     """Raise one ``DatasetError`` naming every unreadable image and every mask of another size
     than its image among the samples of ``datamodule`` (an anomalib datamodule after
-    ``setup()``: its ``train_data``, ``val_data`` and ``test_data``). ``None`` (a model fitted
-    on bare dataloaders) and a datamodule without samples pass. Files already read whole and
-    unchanged since are not decoded again."""
+    ``setup()``; ``subsets``: which of its ``train_data``, ``val_data``, ``test_data``).
+    ``None`` (a model fitted on bare dataloaders) and a datamodule without samples pass. Files
+    already read whole in this process and unchanged since are not decoded again."""
     if datamodule is None:
         return
     name = getattr(datamodule, "name", None) or type(datamodule).__name__
     root = getattr(datamodule, "root", None)
     what = f"datamodule {name}" + (f" ({root})" if root else "")
-    validate_samples(datamodule_samples(datamodule), what)
+    validate_samples(datamodule_samples(datamodule, subsets), what)
