@@ -239,3 +239,11 @@ def _register_from_environment() -> None:
 
 
 _register_from_environment()
+
+# PatchCore is what these backbones are for, and this module is imported wherever our models are
+# registered with anomalib (the import hook for the plain ``anomalib`` command, the harness, Python
+# code): make PatchCore's coreset step reuse its buffers, or its memory grows without bound on
+# glibc (see patchcore_memory). Scoped to PatchCore; no process-wide allocator setting.
+from rgi_anomalib.models import patchcore_memory  # noqa: E402
+
+patchcore_memory.install()
