@@ -6,6 +6,7 @@
 
 from __future__ import annotations
 
+import logging
 import sys
 from collections.abc import Sequence
 
@@ -22,6 +23,19 @@ commands:
   inpaint       restore images with a fitted Rgi/RRgi/AnoGan checkpoint (mask-free, or with
                 --mask): --ckpt_path X --input IMG|DIR --output DIR (rgi-anomalib inpaint --help)
 """
+
+
+def _show_our_info_logs() -> None:
+    """Print our own INFO lines (the solve's progress when the output is not a terminal, the
+    reconstruction gap) on stderr. Unlike ``anomalib``, this command does not configure logging
+    for every library (anomalib's INFO lines stay quiet)."""
+    ours = logging.getLogger("rgi_anomalib")
+    if ours.handlers or logging.getLogger().handlers:
+        return  # logging is configured already
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("%(asctime)s - %(name)s - %(message)s"))
+    ours.addHandler(handler)
+    ours.setLevel(logging.INFO)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -44,6 +58,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     import rgi_anomalib.models  # noqa: F401 - registers our models before argument parsing
     from rgi_anomalib.models.export import ExportNotSupportedError
+
+    _show_our_info_logs()
 
     try:
         AnomalibCLI(args)
