@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import ctypes
 import json
 import os
 import shutil
@@ -16,17 +15,6 @@ from typing import Any
 from .config import BenchmarkConfig, ConfigError, load_config, parse_seeds
 
 MARKER = ".rgi-benchmark-run"
-
-
-def set_malloc_mmap_threshold(threshold: int = 1 << 20) -> bool:
-    """glibc: serve allocations above ``threshold`` with mmap, so that PatchCore's large
-    temporary feature arrays go back to the system when freed. A process-wide setting: made only
-    here, in the command's own process, never by the library."""
-    try:
-        libc = ctypes.CDLL("libc.so.6")
-        return bool(libc.mallopt(-3, threshold))  # M_MMAP_THRESHOLD
-    except (OSError, AttributeError):
-        return False
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -314,7 +302,6 @@ def _remove_unused_run_dir(run_dir: Path) -> bool:
 
 
 def _run_config(args: argparse.Namespace, argv: Sequence[str] = ()) -> list[dict[str, Any]]:
-    set_malloc_mmap_threshold()  # before torch allocates: keeps PatchCore's memory low
     cfg = load_config(args.config)
     if args.run_dir:
         cfg.run_dir = Path(args.run_dir)

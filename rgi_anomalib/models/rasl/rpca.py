@@ -128,9 +128,9 @@ def _ialm(
     mu = 1.25 / float(spec)
     mu_max = mu * 1e7
     # Every (n, m) tensor is allocated once and updated in place (``out=``, ``*_``): fresh
-    # multi-megabyte tensors per op are slow when malloc serves them by mmap -- the benchmark
-    # runner sets M_MMAP_THRESHOLD = 1 MB for PatchCore, which made this loop 4.5x slower at
-    # 64 px (fit 2.7 -> 9.9 s) before it worked in place.
+    # multi-megabyte tensors per op are slow whenever malloc serves them by mmap (each one
+    # page-faulted in again; above 32 MiB glibc always does), and can fragment the heap below
+    # that -- the same cause as PatchCore's coreset loop (rgi_anomalib/models/patchcore_memory.py).
     sparse = torch.zeros_like(data)
     low_rank = torch.zeros_like(data)
     shifted = torch.empty_like(data)  # D + J dtau + Y/mu, used by every update
