@@ -64,18 +64,6 @@ DATASET_KEYS = {
 BUILD_KEYS = BuildParams.describe()
 
 
-def import_dotted(class_path: str, what: str) -> Any:
-    """The attribute a dotted path names (``package.module.Class``); ``what`` names it in the
-    error ("model class", "datamodule")."""
-    import importlib
-
-    module_name, _, attr = class_path.rpartition(".")
-    try:
-        return getattr(importlib.import_module(module_name), attr)
-    except (ImportError, AttributeError) as exc:
-        raise ConfigError(f"cannot import {what} {class_path!r}: {exc}") from exc
-
-
 class ConfigError(ValueError):
     """A benchmark configuration that cannot be run; the message says what to change."""
 

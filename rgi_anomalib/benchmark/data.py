@@ -16,14 +16,8 @@ from pathlib import Path
 from typing import Any
 
 from ..utils import IMAGE_EXTENSIONS
-from .config import (
-    BenchmarkConfig,
-    ConfigError,
-    DatasetSpec,
-    ModelSpec,
-    check_annotated,
-    import_dotted,
-)
+from .config import BenchmarkConfig, ConfigError, DatasetSpec, ModelSpec, check_annotated
+from .trusted import import_trusted
 
 
 @dataclass
@@ -184,7 +178,7 @@ def resolve_datamodule_class(class_path: str) -> type:
     from anomalib.data import AnomalibDataModule
 
     if "." in class_path:
-        cls = import_dotted(class_path, "datamodule")
+        cls = import_trusted(class_path, "datamodule")
     else:
         import anomalib.data
 

@@ -13,7 +13,8 @@ from pathlib import Path
 from typing import Any, ClassVar, Protocol
 
 from ..utils import IMAGE_EXTENSIONS
-from .config import BenchmarkConfig, ConfigError, ModelSpec, check_annotated, import_dotted
+from .config import BenchmarkConfig, ConfigError, ModelSpec, check_annotated
+from .trusted import import_trusted
 
 
 class BenchmarkHooks(Protocol):
@@ -44,7 +45,7 @@ def resolve_model_class(class_path: str) -> type:
     import rgi_anomalib.models  # noqa: F401 - registers Rgi, RRgi, AnoGan
 
     if "." in class_path:
-        cls = import_dotted(class_path, "model class")
+        cls = import_trusted(class_path, "model class")
     else:
         from anomalib.models import _get_model_class_by_name
 
