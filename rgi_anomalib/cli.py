@@ -57,15 +57,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     from anomalib.cli.cli import AnomalibCLI
 
     import rgi_anomalib.models  # noqa: F401 - registers our models before argument parsing
-    from rgi_anomalib.models.export import ExportNotSupportedError
+    from rgi_anomalib.utils import OneLineError
 
     _show_our_info_logs()
 
     try:
         AnomalibCLI(args)
-    except ExportNotSupportedError as error:  # a refusal, not a crash: one line, no traceback
+    except OneLineError as error:  # a refusal or bad input, not a crash: one line, no traceback
         print(f"rgi-anomalib {args[0]}: error: {error}", file=sys.stderr)
-        return 1
+        return 2 if isinstance(error, ValueError) else 1  # 2: bad input (a dataset's files)
     return 0
 
 

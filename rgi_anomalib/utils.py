@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import contextlib
 import os
+import sys
 import tempfile
 import warnings
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from types import TracebackType
+from typing import Any
 
 
 def current_umask() -> int:
@@ -57,3 +60,32 @@ def silence_known_warnings() -> None:
     anomalib so that its import-time deprecations are covered too."""
     for message in KNOWN_WARNINGS:
         warnings.filterwarnings("ignore", message=message)
+
+
+class OneLineError(Exception):
+    """An error about the user's input or request, not a crash: commands print its message as
+    one line (no traceback), also under anomalib's CLI (``print_uncaught_as_one_line``)."""
+
+
+def _one_line_excepthook(
+    previous: Callable[[type[BaseException], BaseException, TracebackType | None], Any],
+) -> Callable[[type[BaseException], BaseException, TracebackType | None], Any]:
+    def excepthook(
+        exc_type: type[BaseException], exc: BaseException, tb: TracebackType | None
+    ) -> Any:
+        if issubclass(exc_type, OneLineError):
+            print(f"error: {exc}", file=sys.stderr)
+            return None
+        return previous(exc_type, exc, tb)
+
+    excepthook.rgi_anomalib_one_line = True  # type: ignore[attr-defined]
+    return excepthook
+
+
+def print_uncaught_as_one_line() -> None:
+    """Make an uncaught ``OneLineError`` (an export refusal, a bad dataset) print as its message
+    alone (exit status 1) instead of a full traceback: anomalib's CLI installs rich's traceback
+    printer at start, so this wraps whatever ``sys.excepthook`` is current when the error is
+    raised. Every other exception still goes to that hook."""
+    if not getattr(sys.excepthook, "rgi_anomalib_one_line", False):
+        sys.excepthook = _one_line_excepthook(sys.excepthook)

@@ -95,7 +95,7 @@ def test_holdout_fills_each_pixel_from_a_solve_that_did_not_see_it() -> None:
     images = torch.where(spot.bool(), torch.ones_like(clean), clean)
     config = InversionConfig(objective="l2", iterations=300, lr_latent=0.05, init_candidates=1)
 
-    def solve(x: torch.Tensor, missing: torch.Tensor | None = None) -> InversionResult:
+    def solve(x: torch.Tensor, missing: torch.Tensor | None = None, **_: object) -> InversionResult:
         return invert(generator, x, config, missing=missing)
 
     inside = spot.expand_as(clean).bool()
@@ -108,3 +108,30 @@ def test_holdout_fills_each_pixel_from_a_solve_that_did_not_see_it() -> None:
     held_out = absorbed(invert_held_out(solve, images, phases=4, cell=4))
     assert seen > 0.2  # the plain solve copies part of the spot
     assert held_out < 0.5 * seen
+
+
+@pytest.mark.parametrize(
+    ("options", "is_mask"),
+    [({}, True), ({"residual": "ssim_cs"}, False), ({"holdout_phases": 2}, False)],
+)
+def test_the_model_scores_the_chosen_residual_of_the_held_out_restoration(
+    options: dict, is_mask: bool
+) -> None:
+    from rgi_anomalib.models import Rgi
+
+    model = Rgi(
+        image_size=32, latent_dim=16, base_width=8, max_width=32, encoder_weight=0.0,
+        iterations=3, init_candidates=4, holdout_cell=4, **options,
+    ).eval()  # fmt: skip
+    assert model.anomaly_map_is_mask is is_mask
+    calls: list[tuple[int, int]] = []
+    with torch.no_grad():
+        out = model.model(
+            torch.rand(2, 3, 32, 32) * 2 - 1, progress=lambda d, t: calls.append((d, t))
+        )
+    assert out.anomaly_map.shape == (2, 1, 32, 32) and out.restored_image.shape == (2, 3, 32, 32)
+    if options.get("holdout_phases"):  # progress counts over both solves, to the end
+        total = calls[0][1]
+        assert {t for _, t in calls} == {total} and calls[-1][0] == total
+        done = [d for d, _ in calls]
+        assert done == sorted(done) and len(done) == total  # one call per iteration, 2 solves

@@ -225,3 +225,28 @@ def test_real_datasets_pass(tmp_path: Path) -> None:
     if not pairs:
         pytest.skip("none of the real datasets is there")
     validate_samples(pairs)
+
+
+def test_a_gan_inversion_fit_checks_its_datamodule_before_the_first_step(
+    tmp_path: Path, folder_dataset_factory
+) -> None:
+    from anomalib.data import Folder
+    from anomalib.engine import Engine
+
+    from rgi_anomalib.models import Rgi
+
+    root = folder_dataset_factory(tmp_path / "data", n_train=8, n_test=2, n_good=2)
+    (root / "train/good/001.png").write_bytes((root / "train/good/001.png").read_bytes()[:60])
+    mask = root / "ground_truth/defect/000_mask.png"
+    Image.new("L", (16, 16)).save(mask)
+    datamodule = Folder(
+        name="bad", root=root, normal_dir="train/good", abnormal_dir="test/defect",
+        mask_dir="ground_truth/defect", normal_test_dir="test/good", num_workers=0,
+    )  # fmt: skip
+    model = Rgi(image_size=32, max_epochs=1, sample_every_n_epochs=0, visualizer=False)
+    engine = Engine(default_root_dir=tmp_path / "run", logger=False, accelerator="cpu")
+    with pytest.raises(DatasetError) as err:
+        engine.fit(model=model, datamodule=datamodule)
+    assert len(err.value.problems) == 2
+    assert "001.png" in str(err.value) and "000_mask.png" in str(err.value)
+    assert model.global_step == 0

@@ -21,7 +21,7 @@ class BenchmarkHooks(Protocol):
     """Optional members a model class may define for the harness; absent ones mean "no"."""
 
     # The anomaly map is a mask in [0, 1] with 0 = normal: the "M̂ > 0" Dice is scored too.
-    anomaly_map_is_mask: ClassVar[bool]
+    anomaly_map_is_mask: bool
     # Names a config may set per category (``init_args_per_category``), e.g. a solver's λ.
     per_category_settings: ClassVar[frozenset[str]]
 

@@ -16,6 +16,8 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
+from rgi_anomalib.utils import OneLineError, print_uncaught_as_one_line
+
 MAX_LISTED = 20  # bad files listed in the message; the rest are counted
 
 # (path, mtime_ns, size in bytes) -> (width, height) of files read completely without error:
@@ -23,7 +25,7 @@ MAX_LISTED = 20  # bad files listed in the message; the rest are counted
 _READ_OK: dict[tuple[str, int, int], tuple[int, int]] = {}
 
 
-class DatasetError(ValueError):
+class DatasetError(OneLineError, ValueError):
     """Files of a dataset that cannot be used: ``problems`` holds one line per bad file."""
 
     def __init__(self, problems: list[str], what: str = "the dataset") -> None:
@@ -128,6 +130,7 @@ def validate_samples(samples: Any, what: str = "the dataset") -> None:
     its image's width and height. ``what`` names the dataset in the message."""
     problems = find_problems(_pairs(samples))
     if problems:
+        print_uncaught_as_one_line()  # under anomalib's CLI: one line, not a rich traceback
         raise DatasetError(problems, what)
 
 

@@ -12,40 +12,15 @@ by an iterative decomposition with data-dependent stopping; no static graph repr
 
 from __future__ import annotations
 
-import sys
-from collections.abc import Callable
-from types import TracebackType
 from typing import Any, ClassVar, NoReturn
+
+from rgi_anomalib.utils import OneLineError, print_uncaught_as_one_line
 
 EXPORT_FORMATS = ("torch", "onnx", "openvino")
 
 
-class ExportNotSupportedError(NotImplementedError):
+class ExportNotSupportedError(OneLineError, NotImplementedError):
     """The model's inference cannot be exported to this format (nothing was written)."""
-
-
-def _one_line_excepthook(
-    previous: Callable[[type[BaseException], BaseException, TracebackType | None], Any],
-) -> Callable[[type[BaseException], BaseException, TracebackType | None], Any]:
-    def excepthook(
-        exc_type: type[BaseException], exc: BaseException, tb: TracebackType | None
-    ) -> Any:
-        if issubclass(exc_type, ExportNotSupportedError):
-            print(f"error: {exc}", file=sys.stderr)
-            return None
-        return previous(exc_type, exc, tb)
-
-    excepthook.rgi_anomalib_export = True  # type: ignore[attr-defined]
-    return excepthook
-
-
-def _print_uncaught_as_one_line() -> None:
-    """Make an uncaught ``ExportNotSupportedError`` print as its message alone (exit status 1)
-    instead of a full traceback: ``anomalib export`` installs rich's traceback printer at start,
-    so this wraps whatever ``sys.excepthook`` is current when the error is raised. Every other
-    exception still goes to that hook."""
-    if not getattr(sys.excepthook, "rgi_anomalib_export", False):
-        sys.excepthook = _one_line_excepthook(sys.excepthook)
 
 
 class ExportRefusalMixin:
@@ -92,5 +67,5 @@ class ExportRefusalMixin:
 
 
 def _raise_refusal(message: str) -> NoReturn:
-    _print_uncaught_as_one_line()
+    print_uncaught_as_one_line()
     raise ExportNotSupportedError(message)

@@ -14,7 +14,7 @@ from collections.abc import Callable
 
 import torch
 
-from .solver import InversionResult
+from .solver import InversionResult, Progress
 
 HOLDOUT_PHASES = (0, 2, 4)  # 0: off
 
@@ -35,15 +35,28 @@ def holdout_masks(height: int, width: int, phases: int, cell: int) -> torch.Tens
 
 
 def invert_held_out(
-    invert: Callable[..., InversionResult], images: torch.Tensor, phases: int, cell: int
+    invert: Callable[..., InversionResult],
+    images: torch.Tensor,
+    phases: int,
+    cell: int,
+    progress: Progress | None = None,
 ) -> torch.Tensor:
     """G(ẑ) composed from ``phases`` solves, each pixel from the solve that hid it.
 
-    ``invert(images, missing=...)`` runs one solve (the model's, with its own objective)."""
+    ``invert(images, missing=..., progress=...)`` runs one solve (the model's, with its own
+    objective); ``progress`` counts over all the solves."""
     batch, _, height, width = images.shape
     masks = holdout_masks(height, width, phases, cell).to(images)
     restored = torch.zeros_like(images)
-    for hidden in masks:
-        result = invert(images, missing=hidden.expand(batch, 1, height, width).contiguous())
+    for k, hidden in enumerate(masks):
+        missing = hidden.expand(batch, 1, height, width).contiguous()
+        result = invert(images, missing=missing, progress=_offset(progress, k, phases))
         restored += result.restored * hidden
     return restored
+
+
+def _offset(progress: Progress | None, k: int, phases: int) -> Progress | None:
+    """Solve ``k`` of ``phases`` reported as one stretch of a single count."""
+    if progress is None:
+        return None
+    return lambda done, total: progress(k * total + done, phases * total)

@@ -10,6 +10,8 @@ MaskUpdate = Literal["adam", "closed_form"]
 LatentInit = Literal["normal", "uniform"]
 LrSchedule = Literal["constant", "cosine"]
 Method = Literal["rgi", "rrgi", "anogan"]  # the presets' names
+Residual = Literal["pixel", "gms", "ssim_cs", "features"]
+RESIDUALS: tuple[str, ...] = ("pixel", "gms", "ssim_cs", "features")
 
 
 @dataclass(frozen=True)
@@ -39,6 +41,13 @@ class InversionConfig:
     lr_schedule: LrSchedule = "constant"
     finetune_params: tuple[str, ...] = ()
     seed: int = 0
+    # How the solve is scored (issue: restore what lies under the defect). holdout_phases 2 or
+    # 4: every pixel is restored by a solve that hid it (cells of holdout_cell px; that many
+    # solves). residual: the map is that residual of x and G(ẑ) (residual.py) instead of |M̂|
+    # (RGI, R-RGI) or |x − G(ẑ)| (AnoGAN); None keeps the paper's map (with hold-out: "pixel").
+    holdout_phases: int = 0
+    holdout_cell: int = 8
+    residual: Residual | None = None
 
     def __post_init__(self) -> None:
         errors = []
@@ -75,6 +84,14 @@ class InversionConfig:
                 "finetune_params must be a tuple of parameter-name prefixes, "
                 f"got the string {self.finetune_params!r}"
             )
+        if self.holdout_phases not in (0, 2, 4):
+            errors.append(f"holdout_phases must be 0 (off), 2 or 4, got {self.holdout_phases!r}")
+        if not (isinstance(self.holdout_cell, int) and self.holdout_cell >= 1):
+            errors.append(f"holdout_cell must be a positive integer, got {self.holdout_cell!r}")
+        if self.residual not in (None, *RESIDUALS):
+            errors.append(
+                f"residual must be None or one of {', '.join(RESIDUALS)}, got {self.residual!r}"
+            )
         if self.discriminator_weight < 0:
             errors.append(f"discriminator_weight must be >= 0, got {self.discriminator_weight!r}")
         if errors:
@@ -103,6 +120,11 @@ class InversionConfig:
     @property
     def uses_mask(self) -> bool:
         return self.objective == "rgi"
+
+    @property
+    def scores_mask(self) -> bool:
+        """Whether the anomaly map is |M̂| (the paper's RGI map), a sparse mask."""
+        return self.uses_mask and self.residual is None and not self.holdout_phases
 
 
 _PAPER_RRGI: dict[str, Any] = {"lam": 0.12, "finetune_iterations": 1500, "lr_generator": 1e-5}

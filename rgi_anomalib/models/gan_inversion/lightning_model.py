@@ -23,11 +23,13 @@ from anomalib.pre_processing import PreProcessor
 from lightning.pytorch.utilities.types import STEP_OUTPUT
 from torchvision.transforms.v2 import Compose, Normalize, Resize
 
+from rgi_anomalib.data.validate import validate_datamodule
 from rgi_anomalib.models.export import ExportRefusalMixin
 
 from .augment import parse_policy
 from .gan_training import GanTrainingMixin
 from .gap_report import ReconstructionReportMixin
+from .inversion_config import Residual
 from .lam_calibration import AUTO, LamCalibrationMixin, check_lam
 from .networks import Backbone, check_image_size
 from .solve_progress import SolveProgress
@@ -168,6 +170,14 @@ class GanInversionModule(
             E(x) is also a start candidate of the solve. 10 by default: it lowered the
             reconstruction gap at equal training time for whole-image and tile generators
             (docs/generator.md). 0: a plain GAN without an encoder, as in the paper.
+        holdout_phases: 0 (off), 2 or 4: restore every pixel from a solve that did not see it
+            (cells of ``holdout_cell`` px hidden in turn; that many solves per image), so that
+            the latent cannot copy the defect (holdout.py).
+        holdout_cell: Side of the hold-out cells in pixels.
+        residual: Score this residual of x and G(ẑ) instead of the paper's map (|M̂| for RGI
+            and R-RGI, |x − G(ẑ)| for AnoGAN): ``"pixel"``, or a structural one that compares
+            texture rather than grain: ``"gms"``, ``"ssim_cs"``, ``"features"`` (residual.py).
+            None (default) keeps the paper's map; with hold-out it is ``"pixel"``.
 
     Solver settings left at None come from the preset of the class's ``METHOD``: ``"fast"`` (the
     configuration measured in BENCHMARKS.md) or ``"paper"`` (Appendix G: 2000 Adam iterations,
@@ -215,6 +225,9 @@ class GanInversionModule(
         crops_per_image: int = 4,
         tile_finetune: str = "tile",
         encoder_weight: float = 10.0,
+        holdout_phases: int = 0,
+        holdout_cell: int = 8,
+        residual: Residual | None = None,
         pre_processor: PreProcessor | bool = True,
         post_processor: torch.nn.Module | bool = True,
         evaluator: Any = True,
@@ -260,6 +273,9 @@ class GanInversionModule(
             init_candidates=init_candidates,
             init_distribution=init_distribution,
             seed=seed,
+            holdout_phases=holdout_phases,
+            holdout_cell=holdout_cell,
+            residual=residual,
         )
         if pre_processor is True:
             pre_processor = self.configure_pre_processor((image_size, image_size))
@@ -333,6 +349,10 @@ class GanInversionModule(
     def on_fit_start(self) -> None:
         super().on_fit_start()
         self._expect_eval_mode_warning()
+        # Every image and mask of the datamodule is read before the first step: a truncated
+        # file or a mask of another size is one error naming all of them, not a failure
+        # minutes (or, for masks, a whole training) later. No datamodule (bare loaders): skip.
+        validate_datamodule(getattr(self.trainer, "datamodule", None))
 
     def _expect_eval_mode_warning(self) -> None:
         """Silence Lightning's "Found N module(s) in eval mode at the start of training" when
@@ -363,8 +383,12 @@ class GanInversionModule(
         )
 
     # --- benchmark hooks (rgi_anomalib.benchmark.models.BenchmarkHooks) ----------------------
-    # The anomaly map is the mask M̂ in [0, 1] (RGI, R-RGI): the harness also scores M̂ > 0.
-    anomaly_map_is_mask: ClassVar[bool] = False
+    @property
+    def anomaly_map_is_mask(self) -> bool:
+        """The map is the mask M̂ in [0, 1] (RGI, R-RGI without hold-out or another residual):
+        the harness also scores the rule M̂ > 0."""
+        return self.model.inversion.scores_mask
+
     # Solver settings a benchmark may change per defect category (the paper tunes λ per type).
     per_category_settings: ClassVar[frozenset[str]] = frozenset(
         f.name for f in dataclasses.fields(InversionConfig)
@@ -469,14 +493,12 @@ class Rgi(GanInversionModule, AnomalibModule):
     """Robust GAN-inversion (eq. 3): the anomaly map is the learned sparse mask M̂."""
 
     METHOD: ClassVar[Method] = "rgi"
-    anomaly_map_is_mask: ClassVar[bool] = True
 
 
 class RRgi(GanInversionModule, AnomalibModule):
     """Relaxed RGI (eq. 4): RGI plus per-image generator fine-tuning late in the solve."""
 
     METHOD: ClassVar[Method] = "rrgi"
-    anomaly_map_is_mask: ClassVar[bool] = True
 
 
 class AnoGan(GanInversionModule, AnomalibModule):

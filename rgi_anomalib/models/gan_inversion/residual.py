@@ -21,16 +21,13 @@ a neighbourhood. Three structural residuals, each B×1×H×W and 0 where x and G
 from __future__ import annotations
 
 from functools import cache
-from typing import Literal
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from .anomaly_map import to_grey
-
-Residual = Literal["pixel", "gms", "ssim_cs", "features"]
-RESIDUALS: tuple[str, ...] = ("pixel", "gms", "ssim_cs", "features")
+from .inversion_config import RESIDUALS, Residual
 
 # RIAD's constant for images in [0, 1] and its scales (full, 1/2, 1/4, 1/8).
 GMS_C = 0.0026

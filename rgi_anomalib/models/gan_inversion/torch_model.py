@@ -10,7 +10,9 @@ from torch import nn
 
 from .anomaly_map import anomaly_map, image_score
 from .gap import reconstruction_gap
+from .holdout import invert_held_out
 from .networks import Backbone, Discriminator, Encoder, Generator
+from .residual import residual_map
 from .solver import CandidatePool, InversionConfig, InversionResult, Progress, invert
 from .tiling import check_finetune_per, check_tiling, invert_tiled
 
@@ -144,13 +146,24 @@ class GanInversionModel(nn.Module):
 
     def forward(self, images: torch.Tensor, progress: Progress | None = None) -> RestorationBatch:
         """Images in [-1, 1] (the pre-processor's range) -> scores, maps and G(ẑ)."""
-        result = self.invert(images, progress=progress)
-        maps = anomaly_map(images, result)
-        gap = reconstruction_gap(images, result.restored)
+        config = self.inversion
+        if config.holdout_phases:
+            restored = invert_held_out(
+                self.invert, images, config.holdout_phases, config.holdout_cell, progress
+            )
+        else:
+            result = self.invert(images, progress=progress)
+            restored = result.restored
+        restored_01 = (restored * 0.5 + 0.5).clamp(0, 1)
+        if config.holdout_phases or config.residual is not None:
+            maps = residual_map(images * 0.5 + 0.5, restored_01, config.residual or "pixel")
+        else:
+            maps = anomaly_map(images, result)
+        gap = reconstruction_gap(images, restored)
         return RestorationBatch(
             pred_score=image_score(maps),
             anomaly_map=maps,
-            restored_image=(result.restored * 0.5 + 0.5).clamp(0, 1),
+            restored_image=restored_01,
             reconstruction_rmse=gap.rmse,
             reconstruction_p99=gap.p99,
         )
