@@ -53,8 +53,8 @@ def _read_checkpoint(path: Path) -> dict[str, Any]:
         with anomalib_safe_globals():
             checkpoint = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as err:
-        # torch's message starts with advice to retry with weights_only=False: keep only the
-        # line that names the refused object.
+        # torch's message opens with advice to retry with unrestricted unpickling (unsafe for
+        # a file from someone else): pass on only the line that names the refused object.
         lines = [ln.strip() for ln in str(err).splitlines() if "GLOBAL" in ln]
         if not lines:
             raise ValueError(f"--ckpt_path {path}: not a readable PyTorch checkpoint") from err
