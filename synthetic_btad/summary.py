@@ -10,7 +10,7 @@ from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 import PIL
@@ -22,11 +22,9 @@ from synthetic_btad.io import read_mask, read_rgb
 from synthetic_btad.layout import FORMAT, MANIFEST_FILE, MASK_SUFFIX, STAND_IN, SUMMARY_FILE
 from synthetic_btad.masks import CATEGORIES, MaskLibrary
 from synthetic_btad.params import BuildParams
+from synthetic_btad.plan import BasePlan
 from synthetic_btad.procedural import PROCEDURAL_FAMILIES
-
-if TYPE_CHECKING:
-    from synthetic_btad.build import _BasePlan
-    from synthetic_btad.writer import Rows
+from synthetic_btad.writer import Rows
 
 
 @dataclass(frozen=True)
@@ -158,7 +156,7 @@ def _parameters(p: BuildParams, n_train: int, n_bases: int) -> dict[str, Any]:
     }
 
 
-def _sources(p: BuildParams, plan: _BasePlan, library: MaskLibrary | None) -> dict[str, Any]:
+def _sources(p: BuildParams, plan: BasePlan, library: MaskLibrary | None) -> dict[str, Any]:
     bases = p.source
     elpv = {
         "package": f"{ELPV_PACKAGE} {plan.elpv_version}",
@@ -194,7 +192,7 @@ def _sources(p: BuildParams, plan: _BasePlan, library: MaskLibrary | None) -> di
 
 
 def summary_data(
-    p: BuildParams, plan: _BasePlan, library: MaskLibrary | None, rows: Rows, notices: list[str]
+    p: BuildParams, plan: BasePlan, library: MaskLibrary | None, rows: Rows, notices: list[str]
 ) -> dict[str, Any]:
     cats = p.categories
     by_cat = rows.by_category

@@ -6,7 +6,6 @@ import csv
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -25,10 +24,8 @@ from synthetic_btad.layout import (
 )
 from synthetic_btad.masks import MaskLibrary
 from synthetic_btad.params import BuildParams
+from synthetic_btad.plan import BasePlan
 from synthetic_btad.procedural import generate_mask
-
-if TYPE_CHECKING:
-    from synthetic_btad.build import _BasePlan
 
 Progress = Callable[[int, int], None]  # (done, total)
 
@@ -48,7 +45,7 @@ class Rows:
 class Writer:
     """Writes the images of one build into ``tmp`` and keeps the manifest rows and progress."""
 
-    def __init__(self, tmp: Path, p: BuildParams, plan: _BasePlan, progress: Progress | None):
+    def __init__(self, tmp: Path, p: BuildParams, plan: BasePlan, progress: Progress | None):
         self.tmp, self.p, self.plan, self.progress = tmp, p, plan, progress
         self.rows = Rows(by_category={c: [] for c in p.categories})
         self.digits = max(4, len(str(max(plan.n_train, plan.n_bases) - 1)))
