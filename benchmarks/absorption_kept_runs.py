@@ -1,6 +1,9 @@
-"""Absorption under the defect on the kept Table 2 runs (issue 33), from their qualitative samples.
+"""Research script: absorption under the defect on Table 2 runs (issue 33), from their samples.
 
-A kept run (``benchmarks/kept_runs/elpv_table2/<draw>``) holds, per method and category, the first
+Reads the run directories given on the command line, one per draw, named after it
+(``runs/benchmark/elpv_table2/elpv_s0`` ...: a full run, or one restored from a tarball of it, see
+docs/results/README.md). The repository's kept runs (``benchmarks/kept_runs/``) hold rows only,
+no samples, since issue 34. A run holds, per method and category, the first
 ``qualitative_images`` (2) defect images' restoration G(ẑ) and mask at 128 px
 (``work/<model>_<draw>_seed0/samples.npz``), not the input images. Those come from the draw's
 dataset, rebuilt here from the config's build entry (same parameters, same bytes; the kept masks
@@ -19,7 +22,8 @@ the same base cell i, whose clean copy is ``test/good/<i>.png``. Per image, over
 Medians and means over the 2 images × 3 draws of each category::
 
     python benchmarks/link_shared_data.py          # the MVTec masks the builds use
-    python benchmarks/absorption_kept_runs.py --datasets /tmp/elpv_draws
+    python benchmarks/absorption_kept_runs.py runs/benchmark/elpv_table2/elpv_s{0,1,2} \\
+        --datasets /tmp/elpv_draws
 """
 
 from __future__ import annotations
@@ -39,7 +43,6 @@ sys.path.insert(0, str(REPO))
 
 from rgi_anomalib.benchmark.metrics import absorption_ratio, masked_rms  # noqa: E402
 
-KEPT = REPO / "benchmarks" / "kept_runs" / "elpv_table2"
 CONFIG = REPO / "configs" / "benchmark" / "elpv_table2.yaml"
 GAN_METHODS = ("anogan", "rgi", "rrgi", "rgi_auto", "rrgi_auto", "rgi_lam0.005", "rgi_lam0.02",
                "rgi_lam0.1")  # fmt: skip
@@ -127,14 +130,14 @@ def _stat(values: list[float]) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--kept", type=Path, default=KEPT, help="kept runs, one folder per draw")
+    p.add_argument("runs", type=Path, nargs="+", help="run dirs, one per draw, named after it")
     p.add_argument("--datasets", type=Path, required=True, help="where the draws are (built)")
     p.add_argument("--config", type=Path, default=CONFIG)
     p.add_argument("--mvtec-root", type=Path, help="override the config's mvtec_root")
     args = p.parse_args(argv)
     builds = build_entries(args.config)
     per_method: dict[str, dict[str, dict[str, list[float]]]] = {}
-    for draw_dir in sorted(d for d in args.kept.iterdir() if d.is_dir()):
+    for draw_dir in sorted(args.runs):
         draw = draw_dir.name
         root = dataset(args.datasets, draw, builds[draw], args.mvtec_root)
         for method in GAN_METHODS:
@@ -145,9 +148,14 @@ def main(argv: list[str] | None = None) -> int:
                 into = per_method.setdefault(method, {}).setdefault(cat, {})
                 for key, v in values.items():
                     into.setdefault(key, []).extend(v)
+    if not per_method:
+        raise SystemExit(
+            "absorption_kept_runs: no work/<method>_<draw>_seed0/samples.npz in "
+            + ", ".join(map(str, args.runs))
+        )
     cats = list(next(iter(per_method.values())))
     print("Absorption under the defect on the kept runs: median / mean (n images) per category")
-    print(f"draws: {', '.join(sorted(d.name for d in args.kept.iterdir() if d.is_dir()))}\n")
+    print(f"draws: {', '.join(sorted(d.name for d in args.runs))}\n")
     for key, title in (("absorption", "absorption RMS_M(G − clean) / RMS_M(x − clean)"),
                        ("proxy", "issue's proxy RMS_M(G − G_B) / RMS_M(x − clean)")):  # fmt: skip
         print(f"## {title}\n")

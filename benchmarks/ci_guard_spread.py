@@ -9,10 +9,10 @@ writes
 
 - the baseline (``--out``, e.g. configs/benchmark/ci_baseline.json): per value, the mean over
   all variants and tolerance = max(0.02, 3 x std, max - min); and
-- a Markdown table of every variant (``--report``, e.g. BENCHMARKS_ci_guard.md).
+- a Markdown table of every variant (``--report``, e.g. docs/results/ci_guard.md).
 
     python benchmarks/ci_guard_spread.py --work /tmp/ci_spread \
-        --out configs/benchmark/ci_baseline.json --report BENCHMARKS_ci_guard.md
+        --out configs/benchmark/ci_baseline.json --report docs/results/ci_guard.md
 
 Runs found complete in ``--work`` are reused, so an interrupted measurement resumes.
 """

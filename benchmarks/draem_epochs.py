@@ -1,4 +1,4 @@
-"""DRAEM's Dice and pixel AUROC against training epochs -> BENCHMARKS_draem.md.
+"""DRAEM's Dice and pixel AUROC against training epochs -> docs/results/draem.md.
 
 DRAEM sets no epoch limit of its own (its paper trains 700 epochs on a GPU). To choose a fair CPU
 budget for the benchmark rows, one DRAEM per dataset is trained through anomalib's Engine on the
@@ -7,7 +7,7 @@ exactly as in configs/benchmark/quick.yaml) with DTD textures, and evaluated aft
 epoch with the harness's own metrics (rgi_anomalib.benchmark.metrics.category_metrics).
 
     python benchmarks/draem_epochs.py --dtd-dir ../shared/data/dtd_subset/images \
-        --epochs 1 2 4 8 12 --report BENCHMARKS_draem.md
+        --epochs 1 2 4 8 12 --report docs/results/draem.md
 """
 
 from __future__ import annotations

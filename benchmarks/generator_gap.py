@@ -1,4 +1,4 @@
-"""Reconstruction gap vs generator training time, per generator recipe -> BENCHMARKS_generator.md.
+"""Reconstruction gap vs generator training time, per recipe -> docs/results/generator_gap.md.
 
 For each recipe, ``Rgi`` is fitted through anomalib's Engine on a synthetic BTAD dataset (ELPV
 solar cells or the generated stand-in, mean-colour defects) and, at marks of training time, the
@@ -12,7 +12,7 @@ CPU. Results are one JSON per recipe and dataset in ``--work`` (reused when pres
 is rebuilt from all of them.
 
     python benchmarks/generator_gap.py --dataset elpv --size 128 --recipe tile32 dcgan \
-        --minutes 2 5 10 20 30 --work runs/generator_gap --report BENCHMARKS_generator.md
+        --minutes 2 5 10 20 30 --work runs/generator_gap --report docs/results/generator_gap.md
 """
 
 from __future__ import annotations

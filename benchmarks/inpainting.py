@@ -1,4 +1,4 @@
-"""Mask-free inpainting, the paper's Table 1 protocol on data we have -> BENCHMARKS_inpainting.md.
+"""Mask-free inpainting, the paper's Table 1 protocol on data we have -> docs/results/inpainting.md.
 
 A GAN (Rgi, the models' default whole-image generator) is trained on defect-free images; held-out
 clean images are corrupted as in the paper's Appendix D, and every method restores them through
@@ -14,7 +14,7 @@ the one solver (``rgi_anomalib.inpaint``):
   never on the test images.
 
     python benchmarks/inpainting.py --data standin --size 64
-    python benchmarks/inpainting.py --data elpv --size 64 --report BENCHMARKS_inpainting.md
+    python benchmarks/inpainting.py --data elpv --size 64 --report docs/results/inpainting.md
 """
 
 from __future__ import annotations
@@ -30,7 +30,7 @@ from typing import Any
 import torch
 
 REPO = Path(__file__).resolve().parents[1]
-# The plain GAN of BENCHMARKS_inpainting.md (measured before the encoder became the default).
+# The plain GAN of docs/results/inpainting.md (measured before the encoder became the default).
 ARCH = {"latent_dim": 64, "base_width": 16, "max_width": 128, "encoder_weight": 0.0}
 LAMBDAS = (0.05, 0.1, 0.2, 0.4)
 # Per-method solve: objective, generator fine-tuning (R-RGI's fast defaults), known mask given.

@@ -3,7 +3,7 @@
 Usage:
     python benchmarks/train_gan.py --data /tmp/sbtad32 --out /tmp/rgi_gan32.pt   # once
     python benchmarks/inversion_speed.py --data /tmp/sbtad32 --ckpt /tmp/rgi_gan32.pt \
-        --per-category 4 --threads 2 --out BENCHMARKS.md
+        --per-category 4 --threads 2 --out docs/results/inversion_speed.md
 
 Every variant solves the same test images with the same generator. Batched solves are exactly
 separable (per-image losses, element-wise Adam), so the paper protocol's Dice is computed from a
@@ -271,7 +271,7 @@ def main() -> None:
     ap.add_argument("--skip-paper-rrgi", action="store_true")
     ap.add_argument("--skip-128", action="store_true")
     ap.add_argument("--repaint", action="store_true", help="random-colour defects (see above)")
-    ap.add_argument("--out", type=Path, default=Path("BENCHMARKS.md"))
+    ap.add_argument("--out", type=Path, default=Path("docs/results/inversion_speed.md"))
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     if not args.ckpt.exists():
@@ -326,7 +326,7 @@ def write_report(args, rows, n, timing, rate, small_flops, load_start, load_end)
         f"{load_end[0]:.1f}/{load_end[1]:.1f}/{load_end[2]:.1f}: a load above the thread count "
         "inflates absolute times; ratios between rows of this run are the meaningful numbers. "
         "Threads, channels-last and torch.compile: "
-        "[BENCHMARKS_backends.md](BENCHMARKS_backends.md).",
+        "[backends.md](backends.md).",
         "",
         "## Quality and cost, every variant on the same images and generator",
         "",

@@ -19,6 +19,10 @@ so its progress is kept under ``benchmarks/kept_runs/`` between sessions::
 
 ``save`` mirrors: a kept file that the run no longer has (the categories of a unit that has
 finished since) is removed. ``restore`` only fills an empty or missing run directory.
+
+The repository keeps rows only: delete the copied ``samples.npz`` files (about 1.8 MB per unit)
+before committing a kept run; a run's full state goes in a tarball outside the repository
+(docs/results/README.md, "Kept runs").
 """
 
 from __future__ import annotations

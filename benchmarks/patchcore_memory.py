@@ -20,7 +20,7 @@ Second part, the issue's micro-benchmark: 150 Adam steps of a 3-layer conv net o
 16×3×64×64 batch, one thread, plain glibc vs ``M_MMAP_THRESHOLD`` = 1 MB (one child each,
 alternating, ``--repeats`` times).
 
-    python benchmarks/patchcore_memory.py --images 24 100 --out BENCHMARKS_patchcore_memory.md
+    python benchmarks/patchcore_memory.py --images 24 100 --out docs/results/patchcore_memory.md
 """
 
 from __future__ import annotations
@@ -177,7 +177,7 @@ def main() -> None:
     p.add_argument("--threads", type=int, default=1, help="torch/OpenMP threads in the children")
     p.add_argument("--adam-steps", type=int, default=150)
     p.add_argument("--repeats", type=int, default=2, help="Adam runs per setting")
-    p.add_argument("--out", type=Path, default=REPO / "BENCHMARKS_patchcore_memory.md")
+    p.add_argument("--out", type=Path, default=REPO / "docs/results/patchcore_memory.md")
     args = p.parse_args()
 
     env = dict(os.environ, OMP_NUM_THREADS=str(args.threads), MKL_NUM_THREADS=str(args.threads))

@@ -3,7 +3,7 @@
 Run a config twice with the same seeds (same machine, same threads), then:
 
     python benchmarks/reproducibility.py runs/benchmark/quick-a runs/benchmark/quick-b \
-        [--out BENCHMARKS_reproducibility.md]
+        [--out docs/results/reproducibility.md]
 
 prints, per method and metric, whether the two runs agree to the last bit and otherwise the
 largest absolute difference over categories and datasets.

@@ -1,6 +1,6 @@
 """Thread count, channels-last and torch.compile for the default RGI solve, measured side by side.
 
-Usage: python benchmarks/solver_backends.py --out BENCHMARKS_backends.md [--sizes 64 128]
+Usage: python benchmarks/solver_backends.py --out docs/results/backends.md [--sizes 64 128]
 
 Each cell is seconds per image of the default RGI solve (``Rgi``'s fast configuration, 50
 iterations) on a batch of 16 random images with an untrained generator of the default
@@ -66,7 +66,7 @@ def main() -> None:
     ap.add_argument("--threads", type=int, nargs="+", default=[1, 2])
     ap.add_argument("--batch", type=int, default=16)
     ap.add_argument("--repeats", type=int, default=3)
-    ap.add_argument("--out", type=Path, default=Path("BENCHMARKS_backends.md"))
+    ap.add_argument("--out", type=Path, default=Path("docs/results/backends.md"))
     args = ap.parse_args()
     load_start = os.getloadavg()
     results = {

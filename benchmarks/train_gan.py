@@ -53,7 +53,8 @@ def train_gan(
         "base_width": base_width,
         "max_width": max_width,
     }
-    # The plain GAN of BENCHMARKS.md: inversion_speed.py rebuilds the model without an encoder.
+    # The plain GAN of docs/results/inversion_speed.md: inversion_speed.py rebuilds the model
+    # without an encoder.
     model = Rgi(
         **arch,
         encoder_weight=0.0,
