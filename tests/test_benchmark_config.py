@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import pytest
@@ -209,9 +210,9 @@ def test_categories_are_discovered_and_named_as_on_disk(
     assert list(prepare_dataset(cfg.datasets[0], cfg, print).categories) == ["defect"]
     from rgi_anomalib.benchmark.data import check_per_category
 
-    cfg.models[0].init_args_per_category = {"dent": {"lam": 0.1}}
+    models = [dataclasses.replace(cfg.models[0], init_args_per_category={"dent": {"lam": 0.1}})]
     with pytest.raises(ConfigError, match="names 'dent', which no dataset has"):
-        check_per_category(cfg.models, [prepare_dataset(cfg.datasets[0], cfg, print)])
+        check_per_category(models, [prepare_dataset(cfg.datasets[0], cfg, print)])
     empty = tmp_path / "empty"
     (empty / "test" / "good").mkdir(parents=True)
     with pytest.raises(ConfigError, match="no defect category folders"):
@@ -219,19 +220,19 @@ def test_categories_are_discovered_and_named_as_on_disk(
 
 
 def test_cli_datasets_selects_by_name(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
-    from rgi_anomalib.benchmark.cli import _select_datasets
+    from rgi_anomalib.benchmark.overrides import select_datasets
 
     data = _base(tmp_path)
     data["datasets"].append({**data["datasets"][0], "name": "e"})
     cfg = parse_config(data, base_dir=tmp_path)
-    assert [d.name for d in _select_datasets(cfg.datasets, ["e"])] == ["e"]
+    assert [d.name for d in select_datasets(cfg.datasets, ["e"])] == ["e"]
     assert main(["--config", str(_write(tmp_path, data)), "--datasets", "d", "x"]) == 2
     assert "--datasets x: not in the config (it has ['d', 'e'])" in capsys.readouterr().err
     assert not (tmp_path / "run").exists()
 
 
 def test_cli_models_selects_by_name(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
-    from rgi_anomalib.benchmark.cli import _select_models
+    from rgi_anomalib.benchmark.overrides import select_models
 
     data = _base(tmp_path)
     data["models"] += [
@@ -239,13 +240,13 @@ def test_cli_models_selects_by_name(tmp_path: Path, capsys: pytest.CaptureFixtur
         {"name": "anogan", "init_args": {"max_epochs": 1}},
     ]
     cfg = parse_config(data, base_dir=tmp_path)
-    assert [m.name for m in _select_models(cfg.models, ["anogan", "rgi", "rrgi"])] == [
+    assert [m.name for m in select_models(cfg.models, ["anogan", "rgi", "rrgi"])] == [
         "rgi",
         "rrgi",
         "anogan",
     ]
     with pytest.raises(ConfigError, match="'rrgi' loads the weights of 'rgi'"):
-        _select_models(cfg.models, ["rrgi"])
+        select_models(cfg.models, ["rrgi"])
     assert main(["--config", str(_write(tmp_path, data)), "--models", "rgi", "x"]) == 2
     assert "--models x: not in the config" in capsys.readouterr().err
     assert not (tmp_path / "run").exists()
