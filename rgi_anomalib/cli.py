@@ -1,4 +1,5 @@
-"""``rgi-anomalib``: anomalib's CLI with our models registered, plus ``benchmark``.
+"""``rgi-anomalib``: anomalib's CLI with our models registered, plus ``benchmark``, ``report``
+and ``inpaint``.
 
 ``rgi-anomalib train|test|predict|fit|validate|export ...`` behave exactly like the same
 ``anomalib`` sub-commands (the plain ``anomalib`` command works too, see _anomalib_hook).
@@ -20,6 +21,9 @@ commands:
                 (e.g. rgi-anomalib train --model rgi --data anomalib.data.Folder ...)
   benchmark     compare methods on synthetic BTAD: --config FILE [--check BASELINE]
                 (rgi-anomalib benchmark --help)
+  report        mean ± sd over draws, λ by cross-validation and the paper's claims from the
+                results.json of several runs: RUN_DIR [RUN_DIR ...] [--out FILE.md]
+                (rgi-anomalib report --help)
   inpaint       restore images with a fitted Rgi/RRgi/AnoGan checkpoint (mask-free, or with
                 --mask): --ckpt_path X --input IMG|DIR --output DIR (rgi-anomalib inpaint --help)
 """
@@ -49,6 +53,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         from rgi_anomalib.benchmark.cli import main as benchmark_main
 
         return benchmark_main(args[1:])
+    if args[0] == "report":
+        from rgi_anomalib.benchmark.draws.cli import main as report_main
+
+        return report_main(args[1:])
     if args[0] == "inpaint":
         from rgi_anomalib.inpaint import main as inpaint_main
 
