@@ -36,20 +36,9 @@ class Fit:
 
 
 def _engine(cfg: BenchmarkConfig, spec: ModelSpec, work: Path, label: str) -> Any:
-    from anomalib.engine import Engine
+    from ..engine import cpu_engine
 
-    from .models import checkpoint_callbacks
-
-    return Engine(
-        default_root_dir=str(work),
-        logger=False,
-        accelerator="cpu",
-        devices=1,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-        callbacks=checkpoint_callbacks(cfg.keep_checkpoints),
-        **spec.trainer_args,
-    )
+    return cpu_engine(work, label=label, keep_checkpoints=cfg.keep_checkpoints, **spec.trainer_args)
 
 
 def _geometry(cfg: BenchmarkConfig, data: DatasetInfo, spec: ModelSpec) -> Geometry:

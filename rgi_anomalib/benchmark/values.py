@@ -147,7 +147,8 @@ def check_annotated(value: Any, annotation: Any, where: str, namespace: dict | N
         raise ConfigError(f"{where} must be {describe_type(tp)}, got {value!r}")
 
 
-# Trainer arguments the harness sets itself (Engine(...)): a config cannot set them too.
+# Trainer arguments the harness sets itself (rgi_anomalib.engine.cpu_engine): a config cannot
+# set them too.
 HARNESS_TRAINER_ARGS = (
     "accelerator",
     "callbacks",
