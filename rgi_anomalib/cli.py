@@ -31,8 +31,9 @@ commands:
 
 def _show_our_info_logs() -> None:
     """Print our own INFO lines (the solve's progress when the output is not a terminal, the
-    reconstruction gap) on stderr. Unlike ``anomalib``, this command does not configure logging
-    for every library (anomalib's INFO lines stay quiet)."""
+    reconstruction gap) on stderr; for ``benchmark`` only when the output is not a terminal (on
+    one, its own bar shows the progress). Unlike ``anomalib``, this command does not configure
+    logging for every library (anomalib's INFO lines stay quiet)."""
     ours = logging.getLogger("rgi_anomalib")
     if ours.handlers or logging.getLogger().handlers:
         return  # logging is configured already
@@ -51,6 +52,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0 if args else 2
     if args[0] == "benchmark":
         from rgi_anomalib.benchmark.cli import main as benchmark_main
+
+        if not sys.stdout.isatty():  # a log file: the solve's progress lines too
+            _show_our_info_logs()
 
         return benchmark_main(args[1:])
     if args[0] == "report":

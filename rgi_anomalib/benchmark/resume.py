@@ -152,10 +152,12 @@ class UnitResume:
                 if scored:
                     self._partial[spec.name] = scored
 
-    def own_weights(self, spec: ModelSpec) -> SharedWeights | None:
-        """The weights of a model that trains itself, fitted by an earlier run that stopped
-        while testing; None: it trains."""
-        return self.shared.get(spec.name) if spec.fit_from is None else None
+    def weights_to_load(self, spec: ModelSpec) -> SharedWeights | None:
+        """What ``spec`` loads instead of training: its source's weights (``fit_from``), or its
+        own fit kept by an earlier run that stopped while testing; None: it trains."""
+        if spec.fit_from is not None:
+            return self.shared[spec.fit_from]
+        return self.shared.get(spec.name)
 
     def weights_of(self, spec: ModelSpec) -> SharedWeights | None:
         """The shared weights ``spec`` is scored with this run: its source's, or its own."""

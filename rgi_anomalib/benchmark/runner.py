@@ -19,7 +19,7 @@ from .config import BenchmarkConfig, ModelSpec
 from .data import DatasetInfo, check_per_category, prepare_dataset
 from .models import check_model_spec
 from .resume import ResumeOptions, UnitResume
-from .unit import category_row, fit_unit, predict_categories, samples
+from .unit import Fit, category_row, fit_unit, predict_categories, samples
 from .unit_store import Scored, drop_categories, save_category, save_done
 
 # Qualitative samples: model -> category -> [{path, gt, map, pred, restored}]
@@ -52,6 +52,10 @@ def quiet_lightning() -> Iterator[None]:
 
 
 def _progress(console: Any) -> Any:
+    """The run's steps (fit, each category, test per model): a rich bar on a terminal, else one
+    plain line per step (a log shows where a run of hours is)."""
+    if not console.is_terminal:
+        return _PlainSteps(console)
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
     columns = (
@@ -61,6 +65,30 @@ def _progress(console: Any) -> Any:
         TimeElapsedColumn(),
     )
     return Progress(*columns, console=console, transient=False)
+
+
+class _PlainSteps:
+    """The part of rich's ``Progress`` the runner uses, as a line per new step description."""
+
+    def __init__(self, console: Any) -> None:
+        self.console, self.total, self.completed = console, 0, 0
+
+    def __enter__(self) -> _PlainSteps:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        return None
+
+    def add_task(self, description: str, total: int) -> int:
+        self.total = total
+        return 0
+
+    def update(self, task: int, description: str) -> None:
+        text = f"[{self.completed}/{self.total} steps] {description}"
+        self.console.print(text, markup=False, highlight=False, soft_wrap=True)
+
+    def advance(self, task: int, advance: int = 1) -> None:
+        self.completed += advance
 
 
 @dataclass
@@ -96,26 +124,37 @@ def _run_model(
     """Fit (or share) one model, then one row per category; qualitative samples are kept for
     the run's first dataset and seed (``qualitative`` given). What an earlier run finished counts
     where ``ctx.resume`` says so (``--resume``)."""
-    cfg, data, progress, task, resume = ctx.cfg, ctx.data, ctx.progress, ctx.task, ctx.resume
-    tag = f"{spec.name} · {data.name} · seed {ctx.seed}"
+    resume, tag = ctx.resume, f"{spec.name} · {ctx.data.name} · seed {ctx.seed}"
     saved = resume.rows_before_fit(spec)
     if saved is not None:
         return _reused(ctx, spec, saved, qualitative)
-    progress.update(task, description=f"fit  {tag}")
-    weights = resume.shared[spec.fit_from] if spec.fit_from else resume.own_weights(spec)
-    fit = fit_unit(cfg, data, spec, cls, ctx.seed, resume.work(spec), weights)
+    ctx.progress.update(ctx.task, description=f"fit  {tag}")
+    weights = resume.weights_to_load(spec)
+    fit = fit_unit(ctx.cfg, ctx.data, spec, cls, ctx.seed, resume.work(spec), weights)
     resume.share_fit(spec, fit.model.state_dict(), fit.seconds)
     saved = resume.rows_after_fit(spec)
     if saved is not None:
         return _reused(ctx, spec, saved, qualitative)
-    progress.advance(task)
+    ctx.progress.advance(ctx.task)
+    ctx.progress.update(ctx.task, description=f"test {tag}")
+    rows = _test(ctx, spec, cls, fit, qualitative)
+    ctx.progress.advance(ctx.task)  # the test step itself
+    shutil.rmtree(fit.work / "empty_dtd", ignore_errors=True)
+    return rows
+
+
+def _test(
+    ctx: _Context, spec: ModelSpec, cls: type, fit: Fit, qualitative: Qualitative | None
+) -> list[dict[str, Any]]:
+    """One row per category: kept from an earlier run where ``ctx.resume`` says so, else
+    predicted and scored (each saved as soon as it is scored); the unit is then done."""
+    cfg, data, resume = ctx.cfg, ctx.data, ctx.resume
     kept = resume.scored_categories(spec)
-    progress.update(task, description=f"test {tag}")
     by_category = {cat: scored.rows for cat, scored in kept.items()}
     for cat, scored in kept.items():
         if qualitative is not None and scored.samples:
             qualitative.setdefault(spec.name, {})[cat] = scored.samples
-    progress.advance(task, len(kept))
+    ctx.progress.advance(ctx.task, len(kept))
     key, sha256 = resume.keys[spec.name], resume.weights_sha256(spec)
     for cat, preds in predict_categories(cfg, data, spec, fit, skip=set(kept)):
         row = category_row(cfg, data, spec, cls, ctx.seed, fit, cat, preds)
@@ -127,12 +166,11 @@ def _run_model(
             qualitative.setdefault(spec.name, {})[cat] = shown
         save_category(fit.work, key, cat, by_category[cat], shown, sha256)
         ctx.console.log(
-            f"{tag} {cat}: Dice oracle {m['dice_oracle_mean']:.3f}, "
-            f"pixel AUROC {m['pixel_auroc']:.3f}, AUPRO {m['aupro']:.3f}"
+            f"{spec.name} · {data.name} · seed {ctx.seed} {cat}: Dice oracle "
+            f"{m['dice_oracle_mean']:.3f}, pixel AUROC {m['pixel_auroc']:.3f}, "
+            f"AUPRO {m['aupro']:.3f}"
         )
-        progress.advance(task)
-    progress.advance(task)  # the test step itself
-    shutil.rmtree(fit.work / "empty_dtd", ignore_errors=True)
+        ctx.progress.advance(ctx.task)
     rows = [by_category[cat] for cat in data.categories]
     if qualitative is not None and spec.name in qualitative:  # resumed categories came first
         qualitative[spec.name] = _in_dataset_order(data, qualitative[spec.name])
