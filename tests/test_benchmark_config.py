@@ -427,3 +427,28 @@ def test_image_size_of_another_model_is_its_own(tmp_path: Path) -> None:
     cfg = parse_config(data)
     for spec in cfg.models:
         check_model_spec(spec, cfg)
+
+
+def test_overrides_apply_to_a_copy_of_the_frozen_config(tmp_path: Path) -> None:
+    from rgi_anomalib.benchmark.overrides import Overrides
+
+    data = _base(tmp_path)
+    data["models"] += [{"name": "anogan", "fit_from": "rgi"}, {"name": "rasl"}]
+    cfg = parse_config(data, base_dir=tmp_path)
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        cfg.run_dir = tmp_path / "elsewhere"  # type: ignore[misc]
+    chosen, resume = Overrides(
+        run_dir=tmp_path / "other", seeds=[3, 4], models=["rgi"], keep_checkpoints=True, resume=True
+    ).apply(cfg)
+    assert (chosen.run_dir, chosen.seeds, chosen.keep_checkpoints) == (
+        tmp_path / "other",
+        [3, 4],
+        True,
+    )
+    assert [m.name for m in chosen.models] == ["rgi"]
+    # rgi's weights are still saved for the anogan that --models left out (a later --resume)
+    assert resume.enabled and resume.fit_sources == {"rgi"}
+    assert cfg.run_dir == tmp_path / "run" and len(cfg.models) == 3  # the config is untouched
+    assert Overrides().apply(cfg) == (cfg, type(resume)(False, frozenset({"rgi"})))
+    with pytest.raises(ConfigError, match=r"--seeds\[0\] must be an integer"):
+        Overrides(seeds=[-1]).apply(cfg)
