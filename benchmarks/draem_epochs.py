@@ -109,12 +109,11 @@ class EpochMarks(Callback):
 
 
 def run(name: str, args: argparse.Namespace) -> dict[str, Any]:
-    from anomalib.engine import Engine
     from anomalib.models import Draem
 
     import synthetic_btad
     from rgi_anomalib.benchmark.images import image_loader
-    from rgi_anomalib.benchmark.models import checkpoint_callbacks
+    from rgi_anomalib.engine import cpu_engine
 
     root = args.work / name
     if not synthetic_btad.is_dataset(root):
@@ -128,15 +127,8 @@ def run(name: str, args: argparse.Namespace) -> dict[str, Any]:
         evaluator=False,
     )
     marks = EpochMarks(args.epochs, data)
-    engine = Engine(
-        default_root_dir=str(args.work / "engine"),
-        logger=False,
-        accelerator="cpu",
-        devices=1,
-        max_epochs=max(args.epochs),
-        enable_progress_bar=False,
-        enable_model_summary=False,
-        callbacks=[*checkpoint_callbacks(False), marks],
+    engine = cpu_engine(
+        args.work / "engine", label=f"draem {name}", callbacks=[marks], max_epochs=max(args.epochs)
     )
     engine.fit(
         model=model, train_dataloaders=image_loader(data["train"], None, 0, 32, shuffle=True)

@@ -358,10 +358,9 @@ def _eval_data(root: Path, n_normal: int, n_defect: int) -> dict[str, Any]:
 
 
 def run_recipe(args: argparse.Namespace, recipe: str) -> dict[str, Any]:
-    from anomalib.engine import Engine
-
     import synthetic_btad
     from rgi_anomalib.benchmark.images import image_loader
+    from rgi_anomalib.engine import cpu_engine
     from rgi_anomalib.models import Rgi
     from rgi_anomalib.utils import atomic_path
 
@@ -377,15 +376,8 @@ def run_recipe(args: argparse.Namespace, recipe: str) -> dict[str, Any]:
     data = _eval_data(root, args.n_normal, args.n_defect)
     curve = GapCurve(args.minutes, data, arch, skip_dice=args.skip_dice)
     train = sorted((root / "train" / "good").glob("*.png"))
-    engine = Engine(
-        default_root_dir=str(args.work / "engine"),
-        logger=False,
-        accelerator="cpu",
-        devices=1,
-        limit_val_batches=0,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-        callbacks=[curve],
+    engine = cpu_engine(
+        args.work / "engine", label=f"rgi {recipe}", callbacks=[curve], limit_val_batches=0
     )
     engine.fit(
         model=model, train_dataloaders=image_loader(train, None, 0, args.batch, shuffle=True)

@@ -90,10 +90,10 @@ def _data(args: argparse.Namespace) -> dict[str, list[Path]]:
 
 
 def _fit(args: argparse.Namespace, train: list[Path]) -> Path:
-    from anomalib.engine import Engine
     from lightning.pytorch import seed_everything
 
     from rgi_anomalib.benchmark.images import image_loader
+    from rgi_anomalib.engine import cpu_engine
     from rgi_anomalib.models import Rgi
 
     ckpt = args.work / f"rgi_{args.data}{args.size}_e{args.epochs}.ckpt"
@@ -101,14 +101,7 @@ def _fit(args: argparse.Namespace, train: list[Path]) -> Path:
         return ckpt
     seed_everything(0, verbose=False)
     model = Rgi(image_size=args.size, max_epochs=args.epochs, sample_every_n_epochs=0, **ARCH)
-    engine = Engine(
-        default_root_dir=str(args.work / "engine"),
-        logger=False,
-        accelerator="cpu",
-        devices=1,
-        limit_val_batches=0,
-        enable_progress_bar=False,
-    )
+    engine = cpu_engine(args.work / "engine", label=f"rgi {args.data}", limit_val_batches=0)
     engine.fit(model=model, train_dataloaders=image_loader(train, None, 0, 32, shuffle=True))
     engine.trainer.save_checkpoint(ckpt)
     return ckpt

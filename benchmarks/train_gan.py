@@ -31,10 +31,10 @@ def train_gan(
     seed: int = 0,
 ) -> float:
     """Fit ``Rgi``'s GAN on ``data``'s train/good with Engine; save to ``out``; return seconds."""
-    from anomalib.engine import Engine
     from lightning.pytorch import seed_everything
 
     from rgi_anomalib.data import SyntheticBTAD
+    from rgi_anomalib.engine import cpu_engine
     from rgi_anomalib.models import Rgi
     from rgi_anomalib.utils import atomic_path
 
@@ -65,13 +65,7 @@ def train_gan(
     )
     with tempfile.TemporaryDirectory() as work:
         # limit_val_batches=0: training only, no inversion of validation images.
-        engine = Engine(
-            default_root_dir=work,
-            logger=False,
-            accelerator="cpu",
-            devices=1,
-            limit_val_batches=0,
-        )
+        engine = cpu_engine(work, label="rgi", progress_bar=True, limit_val_batches=0)
         start = time.perf_counter()
         engine.fit(model=model, datamodule=datamodule)
         seconds = time.perf_counter() - start

@@ -1,4 +1,5 @@
-"""``rgi-anomalib``: anomalib's CLI with our models registered, plus ``benchmark``.
+"""``rgi-anomalib``: anomalib's CLI with our models registered, plus ``benchmark``, ``report``
+and ``inpaint``.
 
 ``rgi-anomalib train|test|predict|fit|validate|export ...`` behave exactly like the same
 ``anomalib`` sub-commands (the plain ``anomalib`` command works too, see _anomalib_hook).
@@ -20,6 +21,9 @@ commands:
                 (e.g. rgi-anomalib train --model rgi --data anomalib.data.Folder ...)
   benchmark     compare methods on synthetic BTAD: --config FILE [--check BASELINE]
                 (rgi-anomalib benchmark --help)
+  report        mean ± sd over draws, λ by cross-validation and the paper's claims from the
+                results.json of several runs: RUN_DIR [RUN_DIR ...] [--out FILE.md]
+                (rgi-anomalib report --help)
   inpaint       restore images with a fitted Rgi/RRgi/AnoGan checkpoint (mask-free, or with
                 --mask): --ckpt_path X --input IMG|DIR --output DIR (rgi-anomalib inpaint --help)
 """
@@ -27,8 +31,9 @@ commands:
 
 def _show_our_info_logs() -> None:
     """Print our own INFO lines (the solve's progress when the output is not a terminal, the
-    reconstruction gap) on stderr. Unlike ``anomalib``, this command does not configure logging
-    for every library (anomalib's INFO lines stay quiet)."""
+    reconstruction gap) on stderr; for ``benchmark`` only when the output is not a terminal (on
+    one, its own bar shows the progress). Unlike ``anomalib``, this command does not configure
+    logging for every library (anomalib's INFO lines stay quiet)."""
     ours = logging.getLogger("rgi_anomalib")
     if ours.handlers or logging.getLogger().handlers:
         return  # logging is configured already
@@ -48,7 +53,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args[0] == "benchmark":
         from rgi_anomalib.benchmark.cli import main as benchmark_main
 
+        if not sys.stdout.isatty():  # a log file: the solve's progress lines too
+            _show_our_info_logs()
+
         return benchmark_main(args[1:])
+    if args[0] == "report":
+        from rgi_anomalib.benchmark.draws.cli import main as report_main
+
+        return report_main(args[1:])
     if args[0] == "inpaint":
         from rgi_anomalib.inpaint import main as inpaint_main
 

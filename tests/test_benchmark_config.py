@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import pytest
@@ -209,9 +210,9 @@ def test_categories_are_discovered_and_named_as_on_disk(
     assert list(prepare_dataset(cfg.datasets[0], cfg, print).categories) == ["defect"]
     from rgi_anomalib.benchmark.data import check_per_category
 
-    cfg.models[0].init_args_per_category = {"dent": {"lam": 0.1}}
+    models = [dataclasses.replace(cfg.models[0], init_args_per_category={"dent": {"lam": 0.1}})]
     with pytest.raises(ConfigError, match="names 'dent', which no dataset has"):
-        check_per_category(cfg.models, [prepare_dataset(cfg.datasets[0], cfg, print)])
+        check_per_category(models, [prepare_dataset(cfg.datasets[0], cfg, print)])
     empty = tmp_path / "empty"
     (empty / "test" / "good").mkdir(parents=True)
     with pytest.raises(ConfigError, match="no defect category folders"):
@@ -219,19 +220,19 @@ def test_categories_are_discovered_and_named_as_on_disk(
 
 
 def test_cli_datasets_selects_by_name(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
-    from rgi_anomalib.benchmark.cli import _select_datasets
+    from rgi_anomalib.benchmark.overrides import select_datasets
 
     data = _base(tmp_path)
     data["datasets"].append({**data["datasets"][0], "name": "e"})
     cfg = parse_config(data, base_dir=tmp_path)
-    assert [d.name for d in _select_datasets(cfg.datasets, ["e"])] == ["e"]
+    assert [d.name for d in select_datasets(cfg.datasets, ["e"])] == ["e"]
     assert main(["--config", str(_write(tmp_path, data)), "--datasets", "d", "x"]) == 2
     assert "--datasets x: not in the config (it has ['d', 'e'])" in capsys.readouterr().err
     assert not (tmp_path / "run").exists()
 
 
 def test_cli_models_selects_by_name(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
-    from rgi_anomalib.benchmark.cli import _select_models
+    from rgi_anomalib.benchmark.overrides import select_models
 
     data = _base(tmp_path)
     data["models"] += [
@@ -239,13 +240,13 @@ def test_cli_models_selects_by_name(tmp_path: Path, capsys: pytest.CaptureFixtur
         {"name": "anogan", "init_args": {"max_epochs": 1}},
     ]
     cfg = parse_config(data, base_dir=tmp_path)
-    assert [m.name for m in _select_models(cfg.models, ["anogan", "rgi", "rrgi"])] == [
+    assert [m.name for m in select_models(cfg.models, ["anogan", "rgi", "rrgi"])] == [
         "rgi",
         "rrgi",
         "anogan",
     ]
     with pytest.raises(ConfigError, match="'rrgi' loads the weights of 'rgi'"):
-        _select_models(cfg.models, ["rrgi"])
+        select_models(cfg.models, ["rrgi"])
     assert main(["--config", str(_write(tmp_path, data)), "--models", "rgi", "x"]) == 2
     assert "--models x: not in the config" in capsys.readouterr().err
     assert not (tmp_path / "run").exists()
@@ -426,3 +427,28 @@ def test_image_size_of_another_model_is_its_own(tmp_path: Path) -> None:
     cfg = parse_config(data)
     for spec in cfg.models:
         check_model_spec(spec, cfg)
+
+
+def test_overrides_apply_to_a_copy_of_the_frozen_config(tmp_path: Path) -> None:
+    from rgi_anomalib.benchmark.overrides import Overrides
+
+    data = _base(tmp_path)
+    data["models"] += [{"name": "anogan", "fit_from": "rgi"}, {"name": "rasl"}]
+    cfg = parse_config(data, base_dir=tmp_path)
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        cfg.run_dir = tmp_path / "elsewhere"  # type: ignore[misc]
+    chosen, resume = Overrides(
+        run_dir=tmp_path / "other", seeds=[3, 4], models=["rgi"], keep_checkpoints=True, resume=True
+    ).apply(cfg)
+    assert (chosen.run_dir, chosen.seeds, chosen.keep_checkpoints) == (
+        tmp_path / "other",
+        [3, 4],
+        True,
+    )
+    assert [m.name for m in chosen.models] == ["rgi"]
+    # rgi's weights are still saved for the anogan that --models left out (a later --resume)
+    assert resume.enabled and resume.fit_sources == {"rgi"}
+    assert cfg.run_dir == tmp_path / "run" and len(cfg.models) == 3  # the config is untouched
+    assert Overrides().apply(cfg) == (cfg, type(resume)(False, frozenset({"rgi"})))
+    with pytest.raises(ConfigError, match=r"--seeds\[0\] must be an integer"):
+        Overrides(seeds=[-1]).apply(cfg)

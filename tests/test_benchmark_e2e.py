@@ -143,7 +143,7 @@ def _interrupt_after_fit_and_one_category(
 ) -> None:
     """Leave two units as a run stopped mid-test leaves them: ``source_unit`` with its fitted
     weights but no rows (or with its rows), ``unit`` with the row of ``category`` only."""
-    from rgi_anomalib.benchmark.resume import save_category
+    from rgi_anomalib.benchmark.unit_store import save_category
 
     if not keep_source_rows:
         (work / source_unit / "done.json").unlink()

@@ -57,12 +57,11 @@ def _interrupt_after(records: str, lightning: bool):
     """A run_benchmark that writes ``records`` ("none", "done", "both") as a run stopped there
     would, then stops like Ctrl-C: a KeyboardInterrupt, or (``lightning``) the sys.exit(1)
     Lightning makes of one while it fits."""
-    from rgi_anomalib.benchmark.resume import save_category, save_done
+    from rgi_anomalib.benchmark.resume import unit_keys
+    from rgi_anomalib.benchmark.unit_store import save_category, save_done
 
-    def run(cfg, console=None, prepared=None):
-        from rgi_anomalib.benchmark.runner import _unit_keys
-
-        keys = _unit_keys(cfg, cfg.datasets[0], 0)
+    def run(cfg, console=None, prepared=None, resume=None):
+        keys = unit_keys(cfg, cfg.datasets[0], 0)
         work = cfg.run_dir / "work"
         if records in ("done", "both"):
             (work / "rgi_tiny_seed0").mkdir(parents=True)

@@ -1,5 +1,5 @@
 """benchmark/resume.py: a finished unit, category or fit is reused only with the same key and,
-where weights are shared, the same weights; saved files round-trip."""
+where weights are shared, the same weights; saved files (unit_store.py) round-trip."""
 
 from __future__ import annotations
 
@@ -9,7 +9,8 @@ import numpy as np
 import torch
 
 from rgi_anomalib.benchmark.config import BenchmarkConfig, DatasetSpec, ModelSpec
-from rgi_anomalib.benchmark.resume import (
+from rgi_anomalib.benchmark.resume import unit_key
+from rgi_anomalib.benchmark.unit_store import (
     Scored,
     drop_categories,
     load_categories,
@@ -18,7 +19,6 @@ from rgi_anomalib.benchmark.resume import (
     save_category,
     save_done,
     save_fitted,
-    unit_key,
     weights_digest,
 )
 
@@ -85,24 +85,45 @@ def test_the_weights_digest_changes_with_any_value_but_not_with_the_order() -> N
     assert weights_digest({**state, "conv.weight": strided}) == digest
 
 
-def test_saved_rows_count_only_with_the_weights_they_were_scored_with() -> None:
-    from types import SimpleNamespace
+def test_saved_rows_count_only_with_the_weights_they_were_scored_with(tmp_path: Path) -> None:
+    from rgi_anomalib.benchmark.resume import ResumeOptions, SharedWeights, UnitResume
 
-    from rgi_anomalib.benchmark.runner import _scored_with_these_weights, _Source
+    data = DatasetSpec("d", root=tmp_path)
+    rgi, anogan = ModelSpec("rgi", "rgi"), ModelSpec("anogan", "anogan", fit_from="rgi")
+    cfg = _cfg(run_dir=tmp_path, datasets=[data], models=[rgi, anogan])
+    kept = SharedWeights({}, 1.0, "a" * 64, trained_now=False)  # loaded from fitted.pt
+    again = SharedWeights({}, 1.0, "a" * 64, trained_now=True)  # trained again by this run
+    other = SharedWeights({}, 1.0, "b" * 64, trained_now=True)
 
-    spec = ModelSpec("anogan", "anogan", fit_from="rgi")
-    kept = _Source({}, 1.0, "a" * 64, trained_now=False)  # loaded from fitted.pt
-    again = _Source({}, 1.0, "a" * 64, trained_now=True)  # trained again by this run
-    other = _Source({}, 1.0, "b" * 64, trained_now=True)
-
-    def reusable(source: _Source | None, recorded: str | None) -> bool:
-        ctx = SimpleNamespace(fitted={} if source is None else {"rgi": source})
-        return _scored_with_these_weights(ctx, spec, Scored([], {}, recorded))
+    def reusable(source: SharedWeights | None, recorded: str | None) -> bool:
+        """Whether anogan's category scored with ``recorded`` weights counts."""
+        resume = UnitResume(cfg, data, 0, ResumeOptions(enabled=True), log=lambda _: None)
+        work = resume.work(anogan)
+        save_category(work, resume.keys["anogan"], "crack", {"dice": 0.3}, None, recorded)
+        resume = UnitResume(cfg, data, 0, ResumeOptions(enabled=True), log=lambda _: None)
+        resume.shared = {} if source is None else {"rgi": source}
+        drop_categories(work)
+        return "crack" in resume.scored_categories(anogan)
 
     assert reusable(None, None) and reusable(None, "b" * 64)  # no weights loaded: the key decides
     assert reusable(kept, "a" * 64) and reusable(again, "a" * 64)  # the same weights
     assert not reusable(other, "a" * 64)  # trained again to other weights
     assert reusable(kept, None) and not reusable(again, None)  # saved before digests were kept
+
+
+def test_without_resume_nothing_earlier_counts(tmp_path: Path) -> None:
+    from rgi_anomalib.benchmark.resume import ResumeOptions, UnitResume
+
+    data, rgi = DatasetSpec("d", root=tmp_path), ModelSpec("rgi", "rgi")
+    cfg = _cfg(run_dir=tmp_path, datasets=[data], models=[rgi])
+    resume = UnitResume(cfg, data, 0, ResumeOptions(enabled=True), log=lambda _: None)
+    resume.work(rgi).mkdir(parents=True)
+    save_done(resume.work(rgi), resume.keys["rgi"], [{"category": "crack"}], None)
+    lines: list[str] = []
+    assert UnitResume(cfg, data, 0, ResumeOptions(), log=lines.append).rows_before_fit(rgi) is None
+    resumed = UnitResume(cfg, data, 0, ResumeOptions(enabled=True), log=lines.append)
+    assert resumed.rows_before_fit(rgi).rows == [{"category": "crack"}] and resumed.reused == 1
+    assert lines == ["rgi · d · seed 0: finished by an earlier run, its rows reused (--resume)"]
 
 
 def test_fitted_weights_round_trip_and_need_the_same_key(tmp_path: Path) -> None:

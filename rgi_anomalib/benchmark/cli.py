@@ -12,7 +12,9 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from .config import BenchmarkConfig, ConfigError, load_config, parse_seeds
+from .config import BenchmarkConfig, ConfigError, load_config
+from .overrides import Overrides
+from .resume import ResumeOptions
 
 MARKER = ".rgi-benchmark-run"
 
@@ -132,14 +134,16 @@ def _machine() -> dict[str, object]:
     }
 
 
-def _run(cfg: BenchmarkConfig, prepared: dict[str, Any] | None = None) -> tuple[list[dict], str]:
+def _run(
+    cfg: BenchmarkConfig, prepared: dict[str, Any] | None, resume: ResumeOptions
+) -> tuple[list[dict], str]:
     from rich.console import Console
 
     from .report import write_outputs
     from .runner import run_benchmark
 
     console = Console()
-    result = run_benchmark(cfg, console=console, prepared=prepared)
+    result = run_benchmark(cfg, console=console, prepared=prepared, resume=resume)
     meta = {
         "config_source": cfg.source,
         "config": cfg.raw,
@@ -205,30 +209,6 @@ def _check_sources(cfg: BenchmarkConfig) -> dict[str, Any]:
     return prepared
 
 
-def _select(entries: list[Any], names: Sequence[str], flag: str) -> list[Any]:
-    """The config's entries named in ``names`` (config order); one error names unknown ones."""
-    known = [e.name for e in entries]
-    unknown = [n for n in names if n not in known]
-    if unknown:
-        raise ConfigError(f"{flag} {' '.join(unknown)}: not in the config (it has {known})")
-    return [e for e in entries if e.name in names]
-
-
-def _select_datasets(datasets: list[Any], names: Sequence[str]) -> list[Any]:
-    return _select(datasets, names, "--datasets")
-
-
-def _select_models(models: list[Any], names: Sequence[str]) -> list[Any]:
-    chosen = _select(models, names, "--models")
-    for spec in chosen:
-        if spec.fit_from is not None and spec.fit_from not in names:
-            raise ConfigError(
-                f"--models: {spec.name!r} loads the weights of {spec.fit_from!r} (fit_from); "
-                f"add {spec.fit_from!r} to --models"
-            )
-    return chosen
-
-
 class RunInterruptedError(Exception):
     """Ctrl-C during a run; the message says what was kept and how to go on."""
 
@@ -273,7 +253,7 @@ def resume_command(argv: Sequence[str], run_dir: Path) -> str:
 
 
 def _interrupted_message(cfg: BenchmarkConfig, argv: Sequence[str]) -> str:
-    from .runner import describe_kept
+    from .resume import describe_kept
 
     try:
         kept = describe_kept(cfg)
@@ -302,22 +282,19 @@ def _remove_unused_run_dir(run_dir: Path) -> bool:
 
 
 def _run_config(args: argparse.Namespace, argv: Sequence[str] = ()) -> list[dict[str, Any]]:
-    cfg = load_config(args.config)
-    if args.run_dir:
-        cfg.run_dir = Path(args.run_dir)
-    if args.seeds:
-        cfg.seeds = parse_seeds(list(args.seeds), "--seeds")
-    if args.datasets:
-        cfg.datasets = _select_datasets(cfg.datasets, args.datasets)
-    cfg.fit_sources = {m.fit_from for m in cfg.models if m.fit_from}
-    if args.models:
-        cfg.models = _select_models(cfg.models, args.models)
-    cfg.keep_checkpoints = cfg.keep_checkpoints or args.keep_checkpoints
-    cfg.resume = args.resume
+    overrides = Overrides(
+        run_dir=args.run_dir,
+        seeds=args.seeds,
+        datasets=args.datasets,
+        models=args.models,
+        keep_checkpoints=args.keep_checkpoints,
+        resume=args.resume,
+    )
+    cfg, resume = overrides.apply(load_config(args.config))
     prepared = _check_sources(cfg)
     created = _prepare_run_dir(cfg.run_dir, args.overwrite, args.resume)
     try:
-        rows, _ = _run(cfg, prepared)
+        rows, _ = _run(cfg, prepared, resume)
     except BaseException as exc:
         if _is_interrupt(exc):
             raise RunInterruptedError(_interrupted_message(cfg, argv)) from None

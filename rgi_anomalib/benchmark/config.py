@@ -2,12 +2,7 @@
 
 from __future__ import annotations
 
-import enum
-import inspect
-import os
-import types
 import typing
-from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -15,6 +10,19 @@ from typing import Any
 import yaml
 
 from synthetic_btad import BuildParams
+
+from .values import (
+    ConfigError,
+    check_annotated,
+    check_bool,
+    check_int,
+    check_keys,
+    check_mapping,
+    check_str,
+    check_trainer_args,
+    is_number,
+    parse_seeds,
+)
 
 TOP_KEYS = {
     "run_dir": "output directory (must not exist unless --overwrite)",
@@ -64,193 +72,7 @@ DATASET_KEYS = {
 BUILD_KEYS = BuildParams.describe()
 
 
-class ConfigError(ValueError):
-    """A benchmark configuration that cannot be run; the message says what to change."""
-
-
-# --- value checks: every key's type and range, named by its path in the config --------------
-
-
-def _is_int(value: Any) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
-
-
-def _is_number(value: Any) -> bool:
-    return isinstance(value, int | float) and not isinstance(value, bool)
-
-
-def check_int(
-    value: Any, where: str, minimum: int | None = None, maximum: int | None = None
-) -> int:
-    """``value`` if it is an integer (not a bool) in [minimum, maximum], else a ConfigError
-    naming ``where`` (the key's path, e.g. ``models[2].trainer_args.max_epochs``)."""
-    if (
-        not _is_int(value)
-        or (minimum is not None and value < minimum)
-        or (maximum is not None and value > maximum)
-    ):
-        bounds = (
-            f" in [{minimum}, {maximum}]"
-            if minimum is not None and maximum is not None
-            else f" >= {minimum}"
-            if minimum is not None
-            else ""
-        )
-        raise ConfigError(f"{where} must be an integer{bounds}, got {value!r}")
-    return value
-
-
-def _check_str(value: Any, where: str, *, empty: bool = False) -> str:
-    if not isinstance(value, str) or (not empty and not value.strip()):
-        kind = "a string" if empty else "a non-empty string"
-        raise ConfigError(f"{where} must be {kind}, got {value!r}")
-    return value
-
-
-def _check_bool(value: Any, where: str) -> bool:
-    if not isinstance(value, bool):
-        raise ConfigError(f"{where} must be true or false, got {value!r}")
-    return value
-
-
-def _check_mapping(value: Any, where: str) -> dict[str, Any]:
-    if not isinstance(value, dict):
-        raise ConfigError(f"{where} must be a mapping (key: value), got {value!r}")
-    return value
-
-
-def _resolve_annotation(annotation: Any, namespace: dict[str, Any]) -> Any:
-    """A string annotation (``from __future__ import annotations``) evaluated in ``namespace``;
-    Any when it cannot be (a name imported only for type checking): such a value is not judged."""
-    if not isinstance(annotation, str):
-        return annotation
-    try:
-        return eval(annotation, dict(namespace))  # the class's own annotation text
-    except Exception:
-        return Any
-
-
-def _accepts(value: Any, tp: Any) -> bool:
-    """Whether a YAML value fits the annotation ``tp``. Only what YAML can write is judged
-    (numbers, strings, booleans, null, lists, mappings, Literal choices); a value for any other
-    type (a class, a callable) is accepted: the class itself decides."""
-    if tp is Any or tp is inspect.Parameter.empty:
-        return True
-    origin = typing.get_origin(tp)
-    if origin is typing.Annotated:
-        return _accepts(value, typing.get_args(tp)[0])
-    if origin is typing.Union or origin is types.UnionType:
-        return any(_accepts(value, arg) for arg in typing.get_args(tp))
-    if origin is typing.Literal:
-        return any(value == a and type(value) is type(a) for a in typing.get_args(tp))
-    if tp is None or tp is type(None):
-        return value is None
-    if origin is not None:
-        tp = origin
-    if not isinstance(tp, type):
-        return True
-    if tp is bool:
-        return isinstance(value, bool)
-    if tp is int:
-        return _is_int(value)
-    if tp is float:
-        return _is_number(value)
-    if tp is str:
-        return isinstance(value, str)
-    if issubclass(tp, enum.Enum):
-        return isinstance(value, tp) or value in {m.value for m in tp} or value in tp.__members__
-    if tp is os.PathLike or issubclass(tp, Path):
-        return isinstance(value, str | Path)
-    if tp in (list, tuple, set, frozenset, Sequence):
-        return isinstance(value, list | tuple | set | frozenset)
-    if tp in (dict, Mapping):
-        return isinstance(value, dict)
-    return True  # any other class: not judged here
-
-
-def describe_type(tp: Any) -> str:
-    """How a message names an annotation ("an integer or null", "one of 'a', 'b'")."""
-    origin = typing.get_origin(tp)
-    if origin is typing.Annotated:
-        return describe_type(typing.get_args(tp)[0])
-    if origin is typing.Union or origin is types.UnionType:
-        parts = [describe_type(a) for a in typing.get_args(tp)]
-        return " or ".join(dict.fromkeys(parts))
-    if origin is typing.Literal:
-        return "one of " + ", ".join(repr(a) for a in typing.get_args(tp))
-    if tp is None or tp is type(None):
-        return "null"
-    names = {bool: "true or false", int: "an integer", float: "a number", str: "a string"}
-    base = origin or tp
-    if base in names:
-        return names[base]
-    if base in (list, tuple, set, frozenset):
-        return "a list"
-    if base is dict:
-        return "a mapping"
-    return getattr(base, "__name__", str(base))
-
-
-def check_annotated(value: Any, annotation: Any, where: str, namespace: dict | None = None) -> None:
-    """A ConfigError naming ``where`` when ``value`` does not fit ``annotation`` (a type or its
-    text, evaluated in ``namespace``)."""
-    tp = _resolve_annotation(annotation, namespace or {})
-    if not _accepts(value, tp):
-        raise ConfigError(f"{where} must be {describe_type(tp)}, got {value!r}")
-
-
-# Trainer arguments the harness sets itself (Engine(...)): a config cannot set them too.
-HARNESS_TRAINER_ARGS = (
-    "accelerator",
-    "callbacks",
-    "default_root_dir",
-    "devices",
-    "enable_model_summary",
-    "enable_progress_bar",
-    "logger",
-)
-# Integer trainer arguments and their least value (the rest are checked against the Trainer's
-# signature when the models are checked, before anything runs).
-_TRAINER_INT_MIN = {
-    "max_epochs": 1,
-    "min_epochs": 0,
-    "max_steps": -1,
-    "min_steps": 0,
-    "accumulate_grad_batches": 1,
-    "log_every_n_steps": 1,
-    "num_sanity_val_steps": -1,
-}
-_TRAINER_FRACTIONS = (
-    "limit_train_batches",
-    "limit_val_batches",
-    "limit_test_batches",
-    "limit_predict_batches",
-    "overfit_batches",
-)
-
-
-def _check_trainer_args(args: Any, where: str) -> dict[str, Any]:
-    args = _check_mapping(args, where)
-    for key, value in args.items():
-        path = f"{where}.{key}"
-        if key in HARNESS_TRAINER_ARGS:
-            raise ConfigError(
-                f"{path}: set by the benchmark itself (CPU, one device, no logger, its own "
-                f"callbacks and folders); trainer_args cannot set {', '.join(HARNESS_TRAINER_ARGS)}"
-            )
-        if key in _TRAINER_INT_MIN:
-            check_int(value, path, _TRAINER_INT_MIN[key])
-        elif key in _TRAINER_FRACTIONS and not (
-            (_is_int(value) and value >= 0) or (_is_number(value) and 0 <= value <= 1)
-        ):
-            raise ConfigError(
-                f"{path} must be an integer >= 0 (batches) or a number in [0, 1] (a fraction), "
-                f"got {value!r}"
-            )
-    return dict(args)
-
-
-@dataclass
+@dataclass(frozen=True)
 class ModelSpec:
     name: str
     class_path: str
@@ -265,7 +87,7 @@ class ModelSpec:
     backbone_weights: Path | None = None
 
 
-@dataclass
+@dataclass(frozen=True)
 class DatasetSpec:
     name: str
     root: Path | None = None
@@ -276,8 +98,11 @@ class DatasetSpec:
     square: str = "resize"
 
 
-@dataclass
+@dataclass(frozen=True)
 class BenchmarkConfig:
+    """A benchmark YAML, validated (``load_config``); the command line's changes are applied to
+    a copy (``overrides.Overrides``)."""
+
     run_dir: Path
     datasets: list[DatasetSpec]
     models: list[ModelSpec]
@@ -291,10 +116,6 @@ class BenchmarkConfig:
     label_free_percentile: float = 99.5
     qualitative_images: int = 2
     keep_checkpoints: bool = False
-    resume: bool = False  # set by --resume (not a YAML key): reuse finished units (resume.py)
-    # Models whose fitted weights another model of the config loads (fit_from), also when
-    # --models leaves that one out: their weights are saved for a later --resume that runs it.
-    fit_sources: set[str] = field(default_factory=set)
     description: str = ""
     source: str = ""
     raw: dict[str, Any] = field(default_factory=dict)
@@ -303,16 +124,6 @@ class BenchmarkConfig:
         if spec.root is not None:
             return spec.root
         return self.run_dir / "datasets" / spec.name
-
-
-def _check_keys(mapping: Any, allowed: dict[str, str], where: str) -> None:
-    if not isinstance(mapping, dict):
-        raise ConfigError(f"{where} must be a mapping, got {type(mapping).__name__}")
-    unknown = [k for k in mapping if k not in allowed]
-    if unknown:
-        raise ConfigError(
-            f"unknown key {unknown[0]!r} in {where}; allowed keys: {', '.join(sorted(allowed))}"
-        )
 
 
 def _categories(value: Any, where: str) -> list[str] | None:
@@ -350,24 +161,24 @@ def _parse_model(i: int, entry: Any, base: Path) -> ModelSpec:
     if isinstance(entry, str):
         entry = {"name": entry}
     where = f"models[{i}]"
-    _check_keys(entry, MODEL_KEYS, where)
+    check_keys(entry, MODEL_KEYS, where)
     if "name" not in entry:
         raise ConfigError(f"{where} needs a 'name'")
-    _check_str(entry["name"], f"{where}.name")
+    check_str(entry["name"], f"{where}.name")
     for key in ("class_path", "fit_from", "backbone_weights"):
         if entry.get(key) is not None:
-            _check_str(entry[key], f"{where}.{key}")
+            check_str(entry[key], f"{where}.{key}")
     if entry.get("form") is not None:
-        _check_str(entry["form"], f"{where}.form", empty=True)
+        check_str(entry["form"], f"{where}.form", empty=True)
     if entry.get("mask_map") is not None:
-        _check_bool(entry["mask_map"], f"{where}.mask_map")
+        check_bool(entry["mask_map"], f"{where}.mask_map")
     init_args = entry.get("init_args") or {}
     per_cat = entry.get("init_args_per_category") or {}
     if not isinstance(init_args, dict):
         raise ConfigError(f"{where}.init_args must be a mapping")
     if not isinstance(per_cat, dict) or not all(isinstance(v, dict) for v in per_cat.values()):
         raise ConfigError(f"{where}.init_args_per_category must map category -> mapping")
-    trainer_args = _check_trainer_args(entry.get("trainer_args") or {}, f"{where}.trainer_args")
+    trainer_args = check_trainer_args(entry.get("trainer_args") or {}, f"{where}.trainer_args")
     init_args, notes = _model_notes(i, entry, init_args, base)
     input_size = entry.get("input_size")
     if input_size is not None:
@@ -413,11 +224,11 @@ def _parse_models(models_raw: Any, base: Path) -> list[ModelSpec]:
 
 def _parse_datamodule(i: int, datamodule: Any, base: Path) -> dict[str, Any]:
     where = f"datasets[{i}].datamodule"
-    _check_keys(datamodule, {"class_path": "", "init_args": ""}, where)
+    check_keys(datamodule, {"class_path": "", "init_args": ""}, where)
     if "class_path" not in datamodule:
         raise ConfigError(f"{where} needs a 'class_path'")
-    _check_str(datamodule["class_path"], f"{where}.class_path")
-    init = dict(_check_mapping(datamodule.get("init_args") or {}, f"{where}.init_args"))
+    check_str(datamodule["class_path"], f"{where}.class_path")
+    init = dict(check_mapping(datamodule.get("init_args") or {}, f"{where}.init_args"))
     if init.get("root"):
         init["root"] = str(_resolve(init["root"], base))
     return {"class_path": str(datamodule["class_path"]), "init_args": init}
@@ -434,7 +245,7 @@ _BUILD_INT_MIN = {
 
 def _parse_build(i: int, build: Any, base: Path) -> dict[str, Any]:
     where = f"datasets[{i}].build"
-    _check_keys(build, BUILD_KEYS, where)
+    check_keys(build, BUILD_KEYS, where)
     build = dict(build)
     hints = typing.get_type_hints(BuildParams)
     for key, value in build.items():
@@ -463,13 +274,13 @@ def _check_sources(i: int, entry: dict) -> None:
 
 
 def _parse_dataset(i: int, entry: Any, base: Path) -> DatasetSpec:
-    _check_keys(entry, DATASET_KEYS, f"datasets[{i}]")
+    check_keys(entry, DATASET_KEYS, f"datasets[{i}]")
     if "name" not in entry:
         raise ConfigError(f"datasets[{i}] needs a 'name'")
-    _check_str(entry["name"], f"datasets[{i}].name")
+    check_str(entry["name"], f"datasets[{i}].name")
     _check_sources(i, entry)
     if entry.get("root") is not None:
-        _check_str(entry["root"], f"datasets[{i}].root")
+        check_str(entry["root"], f"datasets[{i}].root")
     square = entry.get("square", "resize")
     if square not in ("resize", "pad"):
         raise ConfigError(f"datasets[{i}].square must be 'resize' or 'pad', got {square!r}")
@@ -492,42 +303,26 @@ def _parse_datasets(datasets_raw: Any, base: Path) -> list[DatasetSpec]:
     return _parse_list(datasets_raw, "datasets", _parse_dataset, base)
 
 
-MAX_SEED = 2**32 - 1  # Lightning's seed_everything (numpy's seed range)
-
-
-def parse_seeds(seeds: Any, where: str = "seeds") -> list[int]:
-    """A non-empty list of distinct integer seeds in [0, 2**32 - 1] (one integer: a list of it)."""
-    if _is_int(seeds):
-        seeds = [seeds]
-    if not isinstance(seeds, list) or not seeds:
-        raise ConfigError(f"{where} must be a non-empty list of integers, got {seeds!r}")
-    for k, seed in enumerate(seeds):
-        check_int(seed, f"{where}[{k}]", 0, MAX_SEED)
-    if len(set(seeds)) != len(seeds):
-        raise ConfigError(f"{where} must be distinct, got {seeds!r}")
-    return list(seeds)
-
-
 def parse_config(data: Any, *, base_dir: Path | None = None, source: str = "") -> BenchmarkConfig:
     """Validate a loaded YAML mapping. Relative paths are taken relative to ``base_dir``
     (default: the current directory)."""
     base = Path.cwd() if base_dir is None else base_dir
-    _check_keys(data, TOP_KEYS, "the benchmark config")
+    check_keys(data, TOP_KEYS, "the benchmark config")
     for key in ("run_dir", "datasets", "models"):
         if key not in data:
             raise ConfigError(f"missing required key {key!r} in the benchmark config")
-    _check_str(data["run_dir"], "run_dir")
+    check_str(data["run_dir"], "run_dir")
     models = _parse_models(data["models"], base)
     datasets = _parse_datasets(data["datasets"], base)
     # Which sizes a model takes is the model's own check (a GAN generator: a power of two in
     # [32, 256]), run for every model before anything is trained (models.check_model_spec).
     image_size = check_int(data.get("image_size", 64), "image_size", 8)
     pct = data.get("label_free_percentile", 99.5)
-    if not _is_number(pct) or not 0 < pct <= 100:
+    if not is_number(pct) or not 0 < pct <= 100:
         raise ConfigError(f"label_free_percentile must be a number in (0, 100], got {pct!r}")
     description = data.get("description")
     if description is not None:
-        _check_str(description, "description", empty=True)
+        check_str(description, "description", empty=True)
     return BenchmarkConfig(
         run_dir=_resolve(data["run_dir"], base),
         datasets=datasets,
@@ -541,7 +336,7 @@ def parse_config(data: Any, *, base_dir: Path | None = None, source: str = "") -
         calibration_images=check_int(data.get("calibration_images", 8), "calibration_images", 0),
         label_free_percentile=float(pct),
         qualitative_images=check_int(data.get("qualitative_images", 2), "qualitative_images", 0),
-        keep_checkpoints=_check_bool(data.get("keep_checkpoints", False), "keep_checkpoints"),
+        keep_checkpoints=check_bool(data.get("keep_checkpoints", False), "keep_checkpoints"),
         description=description or "",
         source=source,
         raw=data,

@@ -271,13 +271,3 @@ def load_fitted(model: Any, state_dict: dict[str, Any], spec: ModelSpec) -> None
             f"(init_args such as image_size, latent_dim, widths); loading failed: {first}"
         )
         raise ConfigError(msg) from err
-
-
-def checkpoint_callbacks(keep: bool) -> list[Any]:
-    """anomalib's Engine adds a ModelCheckpoint writing ``weights/lightning/model.ckpt`` unless
-    one is given; one that saves nothing (``save_top_k=0``) keeps disk use bounded by default."""
-    if keep:
-        return []
-    from anomalib.callbacks.checkpoint import ModelCheckpoint
-
-    return [ModelCheckpoint(save_top_k=0, save_last=False)]

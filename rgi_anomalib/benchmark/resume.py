@@ -1,20 +1,15 @@
-"""What a run keeps so that ``--resume`` can go on after an interruption.
+"""Which rows, categories and fits a unit of work can reuse from an earlier run (``--resume``).
 
-The unit of work is one model on one dataset and seed (``work/<model>_<dataset>_seed<seed>``).
-When a unit finishes, its rows (and qualitative samples) are written to ``done.json``
-(``samples.npz``); a model whose weights later models load (``fit_from``) also writes them to
-``fitted.pt`` right after its fit. Each category's row is also kept as soon as it is scored
-(``categories/<category>.json``), because a model with its own settings per category (R-RGI with
-the paper's per-category λ) predicts every such category in a pass of its own, tens of minutes
-each at 128 px on a CPU. A resumed run reuses a finished unit, category or fit only when its key
+The unit of work is one model on one dataset and seed; what it keeps on disk is
+``unit_store``'s. A resumed run reuses a finished unit, category or fit only when its key
 matches: a digest of everything that decides its rows (the model entry, the dataset entry, the
 seed, the evaluation settings and, for ``fit_from``, the source's key). A fit that was
 interrupted starts again: the unit is a whole fit, not an epoch.
 
 Rows scored with shared weights (a source's own rows and those of every model that loads them)
-also record the SHA-256 of those weights (``weights_sha256``). ``fitted.pt`` can then be thrown
-away: a source that trains again and reproduces the digest (the same data, seed and CPU) keeps
-every row scored with it; one that does not (another CPU or thread count) reruns them.
+also record the SHA-256 of those weights. ``fitted.pt`` can then be thrown away: a source that
+trains again and reproduces the digest (the same data, seed and CPU) keeps every row scored with
+it; one that does not (another CPU or thread count) reruns them.
 """
 
 from __future__ import annotations
@@ -22,19 +17,21 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
-import shutil
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
-from ..utils import atomic_path
 from .config import BenchmarkConfig, DatasetSpec, ModelSpec
+from .unit_store import (
+    Scored,
+    load_categories,
+    load_done,
+    load_fitted_state,
+    save_fitted,
+    weights_digest,
+)
 
-DONE_FILE = "done.json"
-SAMPLES_FILE = "samples.npz"
-FITTED_FILE = "fitted.pt"
-CATEGORY_DIR = "categories"
 # The settings of a config that change a unit's rows (run_dir, seeds, models, datasets and the
 # free-text fields do not: the unit's own entries and seed are hashed separately).
 _EVAL_FIELDS = (
@@ -63,146 +60,204 @@ def unit_key(
     return hashlib.sha256(text.encode()).hexdigest()
 
 
-@dataclasses.dataclass
-class Scored:
-    """Rows saved by an earlier run: a finished unit's (``rows``: one per category, ``samples``:
-    category -> qualitative samples) or one category of an unfinished unit (``rows``: that
-    category's row, ``samples``: its samples). ``weights_sha256``: the digest of the shared
-    weights they were scored with; None when not shared, or saved before digests were kept."""
-
-    rows: Any
-    samples: Any
-    weights_sha256: str | None = None
+def unit_keys(cfg: BenchmarkConfig, data: DatasetSpec, seed: int) -> dict[str, str]:
+    """Model name -> the key of its unit on this dataset and seed."""
+    keys: dict[str, str] = {}
+    for model in cfg.models:
+        source = keys[model.fit_from] if model.fit_from else ""
+        keys[model.name] = unit_key(cfg, data, model, seed, source)
+    return keys
 
 
-def weights_digest(state: dict[str, Any]) -> str:
-    """SHA-256 of a state dict: every entry's name, dtype, shape and bytes, in name order."""
-    import torch
-
-    digest = hashlib.sha256()
-    for name in sorted(state):
-        value = state[name]
-        digest.update(name.encode())
-        if isinstance(value, torch.Tensor):
-            flat = value.detach().cpu().contiguous().reshape(-1)
-            digest.update(f"{value.dtype}{tuple(value.shape)}".encode())
-            digest.update(flat.view(torch.uint8).numpy().tobytes())
-        else:  # extra state: its text form
-            digest.update(repr(value).encode())
-    return digest.hexdigest()
+def work_dir(run_dir: Path, model: str, dataset: str, seed: int) -> Path:
+    """The folder of one unit of work."""
+    return run_dir / "work" / f"{model}_{dataset}_seed{seed}"
 
 
-def load_done(work: Path, key: str) -> Scored | None:
-    """The rows and qualitative samples of a finished unit with this key, else None."""
-    path = work / DONE_FILE
-    if not path.is_file():
+@dataclass(frozen=True)
+class ResumeOptions:
+    """What the command line says about reuse (not YAML keys)."""
+
+    enabled: bool = False  # --resume: reuse what an earlier run finished
+    # Models whose fitted weights another model of the config loads (fit_from), also when
+    # --models leaves that one out: their weights are saved for a later --resume that runs it.
+    fit_sources: frozenset[str] = frozenset()
+
+
+@dataclass
+class SharedWeights:
+    """Fitted weights that later models load (``fit_from``), and the fit time they report."""
+
+    state_dict: dict[str, Any]
+    seconds: float
+    sha256: str  # weights_digest(state_dict)
+    trained_now: bool  # by this run, not loaded from an earlier run's fitted.pt
+
+
+class UnitResume:
+    """The resume policy of one dataset and seed: for each model's unit, whether an earlier
+    run's rows, scored categories or fitted weights count in this run.
+
+    ``rows_before_fit`` answers before anything is trained; a finished source whose weights were
+    not kept trains first and ``rows_after_fit`` answers with the new weights' digest. What this
+    run fits and shares goes through ``share_fit``. ``log`` gets one line per decision."""
+
+    def __init__(
+        self,
+        cfg: BenchmarkConfig,
+        data: DatasetSpec,
+        seed: int,
+        options: ResumeOptions,
+        log: Callable[[str], None] = print,
+    ) -> None:
+        self.cfg, self.data, self.seed, self.options, self.log = cfg, data, seed, options, log
+        self.keys = unit_keys(cfg, data, seed)
+        self.shared: dict[str, SharedWeights] = {}
+        self._done: dict[str, Scored] = {}
+        self._partial: dict[str, dict[str, Scored]] = {}
+        self._retrain: set[str] = set()  # finished sources whose weights were not kept
+        self.reused = 0  # units whose rows were reused
+        if options.enabled:
+            self._read_earlier_run()
+
+    def work(self, spec: ModelSpec) -> Path:
+        return work_dir(self.cfg.run_dir, spec.name, self.data.name, self.seed)
+
+    def _tag(self, spec: ModelSpec) -> str:
+        return f"{spec.name} · {self.data.name} · seed {self.seed}"
+
+    def _read_earlier_run(self) -> None:
+        """The units finished earlier with the same key; the saved weights of those that a
+        pending unit loads and of pending units whose fit finished; the categories that pending
+        units scored already."""
+        models = self.cfg.models
+        for spec in models:
+            found = load_done(self.work(spec), self.keys[spec.name])
+            if found is not None:
+                self._done[spec.name] = found
+        for spec in models:
+            loaded_later = any(m.fit_from == spec.name and m.name not in self._done for m in models)
+            refit = spec.name not in self._done and spec.fit_from is None
+            if not (loaded_later or refit):
+                continue
+            saved = load_fitted_state(self.work(spec), self.keys[spec.name])
+            if saved is not None:
+                state, seconds = saved
+                self.shared[spec.name] = SharedWeights(state, seconds, weights_digest(state), False)
+            elif spec.name in self._done:
+                self._retrain.add(spec.name)
+        for spec in models:
+            if spec.name not in self._done:
+                scored = load_categories(self.work(spec), self.keys[spec.name])
+                if scored:
+                    self._partial[spec.name] = scored
+
+    def weights_to_load(self, spec: ModelSpec) -> SharedWeights | None:
+        """What ``spec`` loads instead of training: its source's weights (``fit_from``), or its
+        own fit kept by an earlier run that stopped while testing; None: it trains."""
+        if spec.fit_from is not None:
+            return self.shared[spec.fit_from]
+        return self.shared.get(spec.name)
+
+    def weights_of(self, spec: ModelSpec) -> SharedWeights | None:
+        """The shared weights ``spec`` is scored with this run: its source's, or its own."""
+        return self.shared.get(spec.fit_from or spec.name)
+
+    def _scored_with_these_weights(self, spec: ModelSpec, saved: Scored) -> bool:
+        """Whether saved rows of ``spec`` came from the shared weights this run holds. A source
+        that trains again may not reproduce its weights bit for bit (another CPU, another thread
+        count); rows saved without a digest count only with the weights kept on disk."""
+        weights = self.weights_of(spec)
+        if weights is None:  # nothing shared was loaded or trained: the unit's key decides
+            return True
+        if saved.weights_sha256 is None:
+            return not weights.trained_now
+        return saved.weights_sha256 == weights.sha256
+
+    def _reuse(self, spec: ModelSpec, saved: Scored, why: str) -> Scored:
+        self.log(f"{self._tag(spec)}: {why} (--resume)")
+        self.reused += 1
+        return saved
+
+    def rows_before_fit(self, spec: ModelSpec) -> Scored | None:
+        """The rows of a unit finished by an earlier run, if they count without a fit."""
+        saved = self._done.get(spec.name)
+        if saved is None or spec.name in self._retrain:
+            return None
+        if self._scored_with_these_weights(spec, saved):
+            return self._reuse(spec, saved, "finished by an earlier run, its rows reused")
+        self.log(f"{self._tag(spec)}: {spec.fit_from} trained again to other weights: runs again")
         return None
-    done = json.loads(path.read_text())
-    if done.get("key") != key:
+
+    def rows_after_fit(self, spec: ModelSpec) -> Scored | None:
+        """For a finished source whose weights were not kept, now trained again: its rows, if
+        the weights came out the same."""
+        saved = self._done.get(spec.name)
+        if saved is None or spec.name not in self._retrain:
+            return None
+        weights = self.shared[spec.name]
+        sha = weights.sha256[:12]
+        if self._scored_with_these_weights(spec, saved):
+            # what loads these weights reports the fit time of the rows kept, as before
+            weights.seconds = saved.rows[0]["fit_seconds"]
+            return self._reuse(spec, saved, f"trained again to the same weights ({sha})")
+        self.log(f"{self._tag(spec)}: trained again to other weights ({sha}): tested again")
         return None
-    return Scored(done["rows"], _load_samples(work / SAMPLES_FILE), done.get("weights_sha256"))
+
+    def scored_categories(self, spec: ModelSpec) -> dict[str, Scored]:
+        """Category -> its row scored by an earlier run of this unfinished unit, with the
+        weights this run holds."""
+        kept = {
+            cat: scored
+            for cat, scored in self._partial.get(spec.name, {}).items()
+            if self._scored_with_these_weights(spec, scored)
+        }
+        if kept:
+            scored = ", ".join(kept)
+            self.log(f"{self._tag(spec)}: {scored} scored by an earlier run, kept (--resume)")
+        return kept
+
+    def share_fit(self, spec: ModelSpec, state_dict: dict[str, Any], seconds: float) -> None:
+        """Keep (and save, for a later --resume) the fitted weights while a later model loads
+        them: a copy taken before testing, so a resumed run loads exactly what an uninterrupted
+        one does."""
+        if spec.name in self.shared:  # loaded from this unit's own fitted.pt
+            return
+        models = self.cfg.models
+        if spec.name in self.options.fit_sources or any(m.fit_from == spec.name for m in models):
+            state = {k: v.detach().clone() for k, v in state_dict.items()}
+            self.shared[spec.name] = SharedWeights(state, seconds, weights_digest(state), True)
+            save_fitted(self.work(spec), self.keys[spec.name], state, seconds)
+
+    def weights_sha256(self, spec: ModelSpec) -> str | None:
+        """The digest recorded with the rows of ``spec`` (None: no shared weights)."""
+        weights = self.weights_of(spec)
+        return weights.sha256 if weights is not None else None
 
 
-def save_done(
-    work: Path,
-    key: str,
-    rows: list[dict[str, Any]],
-    samples: dict[str, list] | None,
-    weights_sha256: str | None = None,
-) -> None:
-    """Mark a unit finished: samples first, then the rows (``done.json`` is the commit)."""
-    if samples:
-        with atomic_path(work / SAMPLES_FILE) as tmp, tmp.open("wb") as f:
-            np.savez_compressed(f, **_flatten(samples))
-    with atomic_path(work / DONE_FILE) as tmp:
-        tmp.write_text(_record(key=key, rows=rows, weights_sha256=weights_sha256))
+def describe_kept(cfg: BenchmarkConfig) -> list[str]:
+    """What a later ``--resume`` of this config reuses from ``cfg.run_dir``: one line per model,
+    dataset and seed with something kept (its rows, its fitted weights, scored categories)."""
+    lines = []
+    for spec in cfg.datasets:
+        for seed in cfg.seeds:
+            keys = unit_keys(cfg, spec, seed)
+            for model in cfg.models:
+                work = work_dir(cfg.run_dir, model.name, spec.name, seed)
+                tag = f"{model.name} · {spec.name} · seed {seed}"
+                if work.is_dir():
+                    lines += _kept_in(work, keys[model.name], tag)
+    return lines
 
 
-def save_category(
-    work: Path,
-    key: str,
-    category: str,
-    row: dict[str, Any],
-    samples: list | None,
-    weights_sha256: str | None = None,
-) -> None:
-    """Keep one scored category of an unfinished unit (its samples first, then its row)."""
-    folder = work / CATEGORY_DIR
-    folder.mkdir(parents=True, exist_ok=True)
-    if samples:
-        with atomic_path(folder / f"{category}.npz") as tmp, tmp.open("wb") as f:
-            np.savez_compressed(f, **_flatten({category: samples}))
-    with atomic_path(folder / f"{category}.json") as tmp:
-        tmp.write_text(_record(key=key, row=row, weights_sha256=weights_sha256))
-
-
-def load_categories(work: Path, key: str) -> dict[str, Scored]:
-    """category -> its saved row and samples, for the categories of an unfinished unit scored
-    with this key."""
-    found: dict[str, Scored] = {}
-    for path in sorted((work / CATEGORY_DIR).glob("*.json")):
-        saved = json.loads(path.read_text())
-        if saved.get("key") == key:
-            samples = _load_samples(path.with_suffix(".npz")).get(path.stem, [])
-            found[path.stem] = Scored(saved["row"], samples, saved.get("weights_sha256"))
-    return found
-
-
-def _record(**fields: Any) -> str:
-    """The JSON text of a saved record; a missing digest (weights not shared) is left out."""
-    return json.dumps({k: v for k, v in fields.items() if v is not None}, indent=1) + "\n"
-
-
-def drop_categories(work: Path) -> None:
-    """The unit is done (``done.json`` holds every row): its per-category files go."""
-    shutil.rmtree(work / CATEGORY_DIR, ignore_errors=True)
-
-
-def save_fitted(work: Path, key: str, state: dict[str, Any], seconds: float) -> None:
-    import torch
-
-    with atomic_path(work / FITTED_FILE) as tmp:
-        torch.save({"key": key, "state_dict": state, "fit_seconds": seconds}, tmp)
-
-
-def load_fitted_state(work: Path, key: str) -> tuple[dict[str, Any], float] | None:
-    """The saved weights and fit time of a source model with this key, else None."""
-    import torch
-
-    path = work / FITTED_FILE
-    if not path.is_file():
-        return None
-    saved = torch.load(path, map_location="cpu", weights_only=True)
-    if saved.get("key") != key:
-        return None
-    return saved["state_dict"], float(saved["fit_seconds"])
-
-
-# Qualitative samples: category -> [{path, gt, map, pred, restored}]; None fields are left out.
-_FIELDS = ("gt", "map", "pred", "restored")
-
-
-def _flatten(samples: dict[str, list[dict[str, Any]]]) -> dict[str, np.ndarray]:
-    flat = {}
-    for cat, items in samples.items():
-        for i, item in enumerate(items):
-            flat[f"{cat}/{i}/path"] = np.array(str(item["path"]))
-            for name in _FIELDS:
-                if item.get(name) is not None:
-                    flat[f"{cat}/{i}/{name}"] = np.asarray(item[name])
-    return flat
-
-
-def _load_samples(path: Path) -> dict[str, list[dict[str, Any]]]:
-    if not path.is_file():
-        return {}
-    samples: dict[str, list[dict[str, Any]]] = {}
-    with np.load(path, allow_pickle=False) as arrays:
-        for name in sorted(arrays.files, key=lambda n: (n.split("/")[0], int(n.split("/")[1]))):
-            cat, index, field = name.split("/")
-            items = samples.setdefault(cat, [])
-            while len(items) <= int(index):
-                items.append({"path": "", **dict.fromkeys(_FIELDS)})
-            value = arrays[name]
-            items[int(index)][field] = str(value) if field == "path" else value
-    return samples
+def _kept_in(work: Path, key: str, tag: str) -> list[str]:
+    done = load_done(work, key)
+    if done is not None:
+        return [f"{tag}: finished ({len(done.rows)} categories scored)"]
+    kept = []
+    if load_fitted_state(work, key) is not None:
+        kept.append("its fit")
+    scored = load_categories(work, key)
+    if scored:
+        kept.append(f"categories {', '.join(scored)} scored")
+    return [f"{tag}: {' and '.join(kept)} kept, the rest runs again"] if kept else []
