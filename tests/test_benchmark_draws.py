@@ -217,3 +217,12 @@ def test_report_command_on_two_runs(tmp_path: Path) -> None:
     assert "rgi-anomalib report: error:" in missing.stderr and "results.json not found" in (
         missing.stderr
     )
+
+
+def test_nan_values_count_as_not_measured() -> None:
+    """PatchCore rows carry NaN where a column does not apply (its reconstruction gap): the
+    report shows a dash there instead of failing in ``statistics.stdev``."""
+    rows = [{**r, "gap_rmse": float("nan")} for r in _draws("patchcore", (0.5, 0.5, 0.5))]
+    table = runs.index(rows)
+    assert verdicts.cell(verdicts.values(table, "patchcore", "crack", "gap_rmse")) == "–"
+    assert verdicts.category_means(table, "patchcore", ["crack"], "gap_rmse") == [None] * 3

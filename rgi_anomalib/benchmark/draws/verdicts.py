@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import statistics
 from typing import Any
 
@@ -29,8 +30,13 @@ def cell(values: list[float | None]) -> str:
     return f"{mean:.3f} ± {sd:.3f}"
 
 
+def number(value: Any) -> Any:
+    """``value``, with NaN (a row's "not measured", e.g. PatchCore's gap) as None."""
+    return None if isinstance(value, float) and math.isnan(value) else value
+
+
 def values(table: dict, model: str, category: str, key: str) -> list[Any]:
-    return [r.get(key) for r in table.get((model, category), {}).values()]
+    return [number(r.get(key)) for r in table.get((model, category), {}).values()]
 
 
 def dice(table: dict, model: str, category: str) -> list[Any]:
@@ -42,7 +48,7 @@ def category_means(table: dict, method: str, categories: list[str], key: str) ->
     draws = sorted(set().union(*(table[method, c].keys() for c in categories)))
     out = []
     for draw in draws:
-        values = [table[method, c].get(draw, {}).get(key) for c in categories]
+        values = [number(table[method, c].get(draw, {}).get(key)) for c in categories]
         out.append(None if None in values else statistics.fmean(values))
     return out
 
