@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 import torch
+from model_helpers import nested
 
 from rgi_anomalib.models import Rgi
 from rgi_anomalib.models.gan_inversion.networks import (
@@ -54,7 +55,7 @@ def test_unknown_backbone_names_the_choices() -> None:
     with pytest.raises(ValueError, match=r"backbone must be one of .*fastgan"):
         Generator(32, backbone="stylegan")
     with pytest.raises(ValueError, match="backbone must be one of"):
-        Rgi(image_size=32, backbone="stylegan")
+        Rgi(**nested(image_size=32, backbone="stylegan"))
 
 
 def _digest(tensors) -> str:

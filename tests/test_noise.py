@@ -11,7 +11,7 @@ import warnings
 from pathlib import Path
 
 import pytest
-from model_helpers import FAST_RGI
+from model_helpers import FAST_RGI, nested
 
 from rgi_anomalib.models import Rgi
 
@@ -44,7 +44,7 @@ def warnings_shown_after_fit_start(model: Rgi, counts: list[int]) -> list[str]:
 
 
 def test_eval_mode_warning_silenced_only_for_the_ema_generator() -> None:
-    model = Rgi(**FAST_RGI)
+    model = Rgi(**nested(**FAST_RGI))
     ema = sum(1 for _ in model.model.generator_ema.modules())
     # Exactly the EMA generator's modules: silenced; any other count still shows.
     assert warnings_shown_after_fit_start(model, [ema, ema + 1]) == [eval_mode_warning(ema + 1)]

@@ -12,6 +12,8 @@ LrSchedule = Literal["constant", "cosine"]
 Method = Literal["rgi", "rrgi", "anogan"]  # the presets' names
 Residual = Literal["pixel", "gms", "ssim_cs", "features"]
 RESIDUALS: tuple[str, ...] = ("pixel", "gms", "ssim_cs", "features")
+FinetunePer = Literal["tile", "image"]
+FINETUNE_PER: tuple[str, ...] = ("tile", "image")
 
 
 @dataclass(frozen=True)
@@ -40,6 +42,9 @@ class InversionConfig:
     early_stop_tol: float = 1e-4
     lr_schedule: LrSchedule = "constant"
     finetune_params: tuple[str, ...] = ()
+    # With a tile generator, R-RGI fine-tunes one generator copy per tile, or one per image
+    # shared by its tiles ("image": less freedom, cheaper); whole images: ignored.
+    finetune_per: FinetunePer = "tile"
     seed: int = 0
     # How the solve is scored (issue: restore what lies under the defect). holdout_phases 2 or
     # 4: every pixel is restored by a solve that hid it (cells of holdout_cell px; that many
@@ -84,6 +89,8 @@ class InversionConfig:
                 "finetune_params must be a tuple of parameter-name prefixes, "
                 f"got the string {self.finetune_params!r}"
             )
+        if self.finetune_per not in FINETUNE_PER:
+            errors.append(f"finetune_per must be one of {FINETUNE_PER}, got {self.finetune_per!r}")
         if self.holdout_phases not in (0, 2, 4):
             errors.append(f"holdout_phases must be 0 (off), 2 or 4, got {self.holdout_phases!r}")
         if not (isinstance(self.holdout_cell, int) and self.holdout_cell >= 1):
