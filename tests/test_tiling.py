@@ -98,7 +98,7 @@ def test_tile_model_trains_on_crops_and_inverts_whole_images() -> None:
 def test_grouped_finetune_weights_equal_repeated_per_item_weights() -> None:
     """One generator copy per group of consecutive latents gives what per-item copies give
     when the items of a group hold the same weights."""
-    from rgi_anomalib.models.gan_inversion.solver import _generate
+    from rgi_anomalib.models.gan_inversion.finetune import generate
 
     torch.manual_seed(0)
     generator = nn.Sequential(nn.Linear(4, 6), nn.Tanh(), nn.Linear(6, 3))
@@ -106,7 +106,7 @@ def test_grouped_finetune_weights_equal_repeated_per_item_weights() -> None:
     grouped = {n: p.detach() + torch.randn(2, *p.shape) for n, p in generator.named_parameters()}
     per_item = {n: w.repeat_interleave(3, dim=0) for n, w in grouped.items()}
     torch.testing.assert_close(
-        _generate(generator, latent, grouped), _generate(generator, latent, per_item)
+        generate(generator, latent, grouped), generate(generator, latent, per_item)
     )
 
 
