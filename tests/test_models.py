@@ -222,3 +222,20 @@ def test_the_gap_report_and_the_sample_grid_are_callbacks_of_the_model() -> None
     assert grid.every_n_epochs == 5 and grid.latents.shape == (16, 64)
     assert sum(isinstance(c, ReconstructionReport) for c in callbacks) == 1
     assert model.post_processor in callbacks  # anomalib's components stay
+
+
+def test_inversion_settings_name_every_solver_setting_and_the_readme_every_flat_name() -> None:
+    """InversionSettings overrides every InversionConfig field but the two the model fixes; the
+    README's table of the old flat names lists each one flat_args translates."""
+    import dataclasses
+
+    from rgi_anomalib.models.gan_inversion import InversionSettings
+    from rgi_anomalib.models.gan_inversion.flat_args import FLAT_TO_NESTED
+    from rgi_anomalib.models.gan_inversion.settings import NOT_SOLVER_FIELDS
+
+    solver = {f.name for f in dataclasses.fields(InversionConfig)} - {"objective", "seed"}
+    settings = {f.name for f in dataclasses.fields(InversionSettings)} - set(NOT_SOLVER_FIELDS)
+    assert settings == solver
+    readme = (Path(__file__).parents[1] / "rgi_anomalib/models/gan_inversion/README.md").read_text()
+    table = readme.split("## Flat arguments")[1].split("## Results")[0]
+    assert all(f"`{old}`" in table for old in FLAT_TO_NESTED)
