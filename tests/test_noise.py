@@ -66,8 +66,9 @@ def test_anomalib_train_prints_no_warning_of_ours(tiny_folder: Path, tmp_path: P
     """The plain ``anomalib`` command (no warning filters of ours at start-up)."""
     result = run(
         BIN / "anomalib", "train", "--model", "rgi", "--model.image_size", "32",
-        "--model.max_epochs", "1", "--model.iterations", "5", "--model.mask_update",
-        "closed_form", "--model.init_candidates", "16", "--model.visualizer", "false",
+        "--model.training.max_epochs", "1", "--model.inversion.iterations", "5",
+        "--model.inversion.mask_update", "closed_form",
+        "--model.inversion.init_candidates", "16", "--model.visualizer", "false",
         "--data", "anomalib.data.Folder", "--data.name", "tiny", "--data.root", tiny_folder,
         "--data.normal_dir", "train/good", "--data.abnormal_dir", "test/defect",
         "--data.mask_dir", "ground_truth/defect", "--data.normal_test_dir", "test/good",

@@ -9,6 +9,7 @@ stores each as a dict (``dataclasses.asdict``), which ``weights_only`` loading a
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -160,18 +161,22 @@ NOT_SOLVER_FIELDS = ("lam_normal_rate", "compile_generator")
 
 
 def as_settings(value: Any, cls: type) -> Any:
-    """``value`` as a ``cls`` dataclass: already one, a dict of its fields (a checkpoint's
-    hyper-parameters) or None (the defaults)."""
+    """``value`` as a ``cls`` dataclass: already one, a mapping of its fields (a checkpoint's
+    hyper-parameters, a config) or None (the defaults)."""
     if value is None:
         return cls()
     if isinstance(value, cls):
         return value
-    if isinstance(value, dict):
+    if isinstance(value, Mapping):  # a dict, or omegaconf's DictConfig (anomalib's pipelines)
         unknown = sorted(set(value) - {f.name for f in dataclasses.fields(cls)})
         if unknown:
             msg = f"{cls.__name__} has no setting {unknown[0]!r}"
             raise ValueError(msg)
-        return cls(**value)
+        plain = {
+            k: list(v) if isinstance(v, Sequence) and not isinstance(v, str) else v
+            for k, v in value.items()
+        }
+        return cls(**plain)
     msg = f"expected {cls.__name__} or a dict of its fields, got {type(value).__name__}"
     raise TypeError(msg)
 
