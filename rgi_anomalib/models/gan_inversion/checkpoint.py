@@ -81,14 +81,19 @@ def split_overrides(kwargs: dict[str, Any]) -> tuple[dict[str, Any], dict[str, A
 
 
 def nested_checkpoint(
-    path: str | Path | IO[bytes], overrides: dict[str, Any], map_location: Any = None
+    path: str | Path | IO[bytes],
+    overrides: dict[str, Any],
+    map_location: Any = None,
+    weights_only: bool | None = None,
 ) -> IO[bytes] | None:
     """The checkpoint at ``path`` with nested hyper-parameters and ``overrides`` merged into
     them (group by group), as an in-memory file; None when it needs neither. Read with
-    ``weights_only=True``: a checkpoint that needs arbitrary unpickling is refused."""
+    ``weights_only=True`` unless ``weights_only`` is False: a checkpoint that needs arbitrary
+    unpickling is refused."""
     if not isinstance(path, (str, Path)):
         return None  # a file object: Lightning reads it as it is
-    checkpoint = torch.load(path, map_location=map_location or "cpu", weights_only=True)
+    safe = weights_only is not False
+    checkpoint = torch.load(path, map_location=map_location or "cpu", weights_only=safe)
     hparams = checkpoint.get("hyper_parameters", {})
     if not overrides and not is_flat(hparams):
         return None

@@ -292,7 +292,8 @@ class GanInversionModule(ExportRefusalMixin, GanTrainingMixin, LamCalibrationMix
         nested settings), and with settings given flat (``encoder_weight=0.0``) or by group
         (``training={"max_epochs": 1}``, merged into the checkpoint's group)."""
         overrides, rest = split_overrides(kwargs)
-        nested = nested_checkpoint(checkpoint_path, overrides, map_location)
+        weights_only = kwargs.get("weights_only")
+        nested = nested_checkpoint(checkpoint_path, overrides, map_location, weights_only)
         return super().load_from_checkpoint(
             checkpoint_path if nested is None else nested,
             map_location=map_location,
