@@ -207,12 +207,13 @@ def _masks(paths: list[Path]) -> list[np.ndarray]:
 
 def _models(arch: dict[str, Any], variant: str = "default") -> dict[str, Any]:
     from rgi_anomalib.models import AnoGan, Rgi, RRgi
+    from rgi_anomalib.models.gan_inversion.flat_args import nest_flat_args
 
     classes = {"anogan": AnoGan, "rgi": Rgi, "rrgi": RRgi}
     overrides = VARIANTS[variant]
     return {
         name: cls(
-            **{**arch, **overrides.get(name, {})},
+            **nest_flat_args({**arch, **overrides.get(name, {})}),
             visualizer=False,
             evaluator=False,
             post_processor=False,
@@ -362,6 +363,7 @@ def run_recipe(args: argparse.Namespace, recipe: str) -> dict[str, Any]:
     from rgi_anomalib.benchmark.images import image_loader
     from rgi_anomalib.engine import cpu_engine
     from rgi_anomalib.models import Rgi
+    from rgi_anomalib.models.gan_inversion.flat_args import nest_flat_args as nested
     from rgi_anomalib.utils import atomic_path
 
     out = args.work / f"{args.dataset}{args.size}_{recipe}.json"
@@ -372,7 +374,7 @@ def run_recipe(args: argparse.Namespace, recipe: str) -> dict[str, Any]:
     contrast = synthetic_btad.defect_contrast(root)
     arch = {"image_size": args.size, **RECIPES[recipe]}
     seed_everything(args.seed, verbose=False)
-    model = Rgi(**arch, max_epochs=100_000, sample_every_n_epochs=0, seed=args.seed)
+    model = Rgi(**nested(**arch, max_epochs=100_000, sample_every_n_epochs=0, seed=args.seed))
     data = _eval_data(root, args.n_normal, args.n_defect)
     curve = GapCurve(args.minutes, data, arch, skip_dice=args.skip_dice)
     train = sorted((root / "train" / "good").glob("*.png"))

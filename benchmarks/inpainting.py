@@ -95,12 +95,15 @@ def _fit(args: argparse.Namespace, train: list[Path]) -> Path:
     from rgi_anomalib.benchmark.images import image_loader
     from rgi_anomalib.engine import cpu_engine
     from rgi_anomalib.models import Rgi
+    from rgi_anomalib.models.gan_inversion.flat_args import nest_flat_args as nested
 
     ckpt = args.work / f"rgi_{args.data}{args.size}_e{args.epochs}.ckpt"
     if ckpt.is_file():
         return ckpt
     seed_everything(0, verbose=False)
-    model = Rgi(image_size=args.size, max_epochs=args.epochs, sample_every_n_epochs=0, **ARCH)
+    model = Rgi(
+        **nested(image_size=args.size, max_epochs=args.epochs, sample_every_n_epochs=0, **ARCH)
+    )
     engine = cpu_engine(args.work / "engine", label=f"rgi {args.data}", limit_val_batches=0)
     engine.fit(model=model, train_dataloaders=image_loader(train, None, 0, 32, shuffle=True))
     engine.trainer.save_checkpoint(ckpt)
@@ -109,9 +112,12 @@ def _fit(args: argparse.Namespace, train: list[Path]) -> Path:
 
 def _config(model: Any, method: dict[str, Any], lam: float) -> Any:
     from rgi_anomalib.models import RRgi
+    from rgi_anomalib.models.gan_inversion.flat_args import nest_flat_args as nested
 
     base = model.model.inversion
-    tuned = RRgi(image_size=model.model.image_size, **ARCH).model.inversion  # R-RGI defaults
+    tuned = RRgi(
+        **nested(image_size=model.model.image_size, **ARCH)
+    ).model.inversion  # R-RGI defaults
     finetune = {
         "finetune_iterations": tuned.finetune_iterations if method["finetune"] else 0,
         "lr_generator": tuned.lr_generator,

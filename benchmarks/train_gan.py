@@ -36,6 +36,7 @@ def train_gan(
     from rgi_anomalib.data import SyntheticBTAD
     from rgi_anomalib.engine import cpu_engine
     from rgi_anomalib.models import Rgi
+    from rgi_anomalib.models.gan_inversion.flat_args import nest_flat_args as nested
     from rgi_anomalib.utils import atomic_path
 
     seed_everything(seed, verbose=False)
@@ -56,12 +57,14 @@ def train_gan(
     # The plain GAN of docs/results/inversion_speed.md: inversion_speed.py rebuilds the model
     # without an encoder.
     model = Rgi(
-        **arch,
-        encoder_weight=0.0,
-        max_epochs=epochs,
-        sample_every_n_epochs=0,
-        seed=seed,
-        visualizer=False,
+        **nested(
+            **arch,
+            encoder_weight=0.0,
+            max_epochs=epochs,
+            sample_every_n_epochs=0,
+            seed=seed,
+            visualizer=False,
+        )
     )
     with tempfile.TemporaryDirectory() as work:
         # limit_val_batches=0: training only, no inversion of validation images.

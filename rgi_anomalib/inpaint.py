@@ -102,11 +102,9 @@ def load_model(ckpt_path: str | Path, model: str | None = None) -> Any:
         raise FileNotFoundError(f"--ckpt_path {path}: no such checkpoint file")
     checkpoint = _read_checkpoint(path)
     cls = getattr(models, _model_class_name(checkpoint, path, model))
-    # Checkpoints written before encoder_weight existed (default 10 now) have no encoder.
-    saved = checkpoint.get("hyper_parameters", {})
-    older = {} if "encoder_weight" in saved else {"encoder_weight": 0.0}
-    # anomalib's load_from_checkpoint reads the file again with weights_only=True.
-    return cls.load_from_checkpoint(path, map_location="cpu", weights_only=True, **older).eval()
+    # Flat hyper-parameters (older checkpoints) are read in the nested form by the class's
+    # load_from_checkpoint; anomalib's reads the file again with weights_only=True.
+    return cls.load_from_checkpoint(path, map_location="cpu", weights_only=True).eval()
 
 
 def _check(model: Any, images: Any, missing: Any | None) -> None:

@@ -13,7 +13,7 @@ from pathlib import Path
 from anomalib.data import Folder
 from anomalib.engine import Engine
 from lightning.pytorch import seed_everything
-from model_helpers import FAST_RGI
+from model_helpers import FAST_RGI, nested
 
 from rgi_anomalib.models import Rgi
 
@@ -42,7 +42,7 @@ def main(mode: str, root: Path, out: Path, devices: int) -> None:
         devices=devices,
         strategy=strategy,
     )
-    model = Rgi(**FAST_RGI)
+    model = Rgi(**nested(**FAST_RGI))
     if mode == "train":
         engine.fit(model, datamodule=datamodule)
         engine.trainer.save_checkpoint(out / "ddp.ckpt")

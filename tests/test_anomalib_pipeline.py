@@ -22,7 +22,9 @@ def test_anomalib_benchmark_pipeline_runs_rgi_and_anogan(tmp_path: Path) -> None
     build_dataset(tmp_path / "data", size=32, n_train=16, n_test_per_category=4, fill="random")
     config = yaml.safe_load((REPO / "configs/benchmark/anomalib_pipeline.yaml").read_text())
     bench = config["benchmark"]
-    bench["model"]["init_args"].update(max_epochs=1, iterations=5, init_candidates=8)
+    init_args = bench["model"]["init_args"]
+    init_args["training"]["max_epochs"] = 1
+    init_args["inversion"] = {"iterations": 5, "init_candidates": 8}
     bench["data"]["init_args"]["root"] = str(tmp_path / "data")
     path = tmp_path / "pipeline.yaml"
     path.write_text(yaml.safe_dump(config))

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 import torch
-from model_helpers import FAST_RGI
+from model_helpers import FAST_RGI, nested
 
 from rgi_anomalib.models import Rgi
 from rgi_anomalib.models.gan_inversion.augment import diff_augment, parse_policy
@@ -53,7 +53,7 @@ def test_unknown_operation_is_one_error_naming_it() -> None:
     with pytest.raises(ValueError, match=r"diff_augment='color,zoom'.*'zoom'"):
         parse_policy("color,zoom")
     with pytest.raises(ValueError, match="zoom"):
-        Rgi(image_size=32, diff_augment="zoom")
+        Rgi(**nested(image_size=32, diff_augment="zoom"))
 
 
 @pytest.mark.slow
@@ -76,7 +76,7 @@ def test_a_model_trains_with_diff_augment(tmp_path, monkeypatch) -> None:
         return diff_augment(images, ops, *args)
 
     monkeypatch.setattr(gan_training, "diff_augment", spy)
-    model = Rgi(**{**FAST_RGI, "max_epochs": 1}, diff_augment="color,translation,cutout")
+    model = Rgi(**nested(**{**FAST_RGI, "max_epochs": 1}, diff_augment="color,translation,cutout"))
     before = {k: v.clone() for k, v in model.model.generator.state_dict().items()}
     engine = Engine(
         default_root_dir=tmp_path,

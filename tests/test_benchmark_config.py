@@ -19,7 +19,7 @@ def _base(tmp_path: Path) -> dict:
         "run_dir": str(tmp_path / "run"),
         "image_size": 32,
         "datasets": [{"name": "d", "build": {"size": 32, "n_train": 8, "n_test_per_category": 2}}],
-        "models": [{"name": "rgi", "init_args": {"max_epochs": 1}}],
+        "models": [{"name": "rgi", "init_args": {"training": {"max_epochs": 1}}}],
     }
 
 
@@ -236,8 +236,8 @@ def test_cli_models_selects_by_name(tmp_path: Path, capsys: pytest.CaptureFixtur
 
     data = _base(tmp_path)
     data["models"] += [
-        {"name": "rrgi", "fit_from": "rgi", "init_args": {"max_epochs": 1}},
-        {"name": "anogan", "init_args": {"max_epochs": 1}},
+        {"name": "rrgi", "fit_from": "rgi", "init_args": {"training": {"max_epochs": 1}}},
+        {"name": "anogan", "init_args": {"training": {"max_epochs": 1}}},
     ]
     cfg = parse_config(data, base_dir=tmp_path)
     assert [m.name for m in select_models(cfg.models, ["anogan", "rgi", "rrgi"])] == [
@@ -353,9 +353,9 @@ def test_cli_issue_examples(tmp_path: Path, capsys: pytest.CaptureFixture) -> No
     err = _cli_error(tmp_path, data, capsys)
     assert "models[0].trainer_args.max_epochs must be an integer >= 1, got 'one'" in err
     data = _base(tmp_path)
-    data["models"][0]["init_args"] = {"max_epochs": "one"}  # RGI's own max_epochs
+    data["models"][0]["init_args"] = {"training": {"max_epochs": "one"}}  # RGI's own
     err = _cli_error(tmp_path, data, capsys)
-    assert "model 'rgi': init_args.max_epochs must be an integer, got 'one'" in err
+    assert "model 'rgi': init_args.training.max_epochs must be an integer, got 'one'" in err
     data = _base(tmp_path)
     data["image_size"] = 48
     err = _cli_error(tmp_path, data, capsys)
@@ -371,19 +371,32 @@ def test_cli_issue_examples(tmp_path: Path, capsys: pytest.CaptureFixture) -> No
     ("model", "message"),
     [
         (
-            {"name": "rgi", "init_args": {"backbone": "stylegan"}},
-            "init_args.backbone must be one of 'dcgan', 'progan', 'fastgan', got 'stylegan'",
+            {"name": "rgi", "init_args": {"architecture": {"backbone": "stylegan"}}},
+            "init_args.architecture.backbone must be one of 'dcgan', 'progan', 'fastgan', "
+            "got 'stylegan'",
         ),
         (
-            {"name": "rgi", "init_args": {"lr_gan": "fast"}},
-            "init_args.lr_gan must be a number, got 'fast'",
+            {"name": "rgi", "init_args": {"training": {"lr_gan": "fast"}}},
+            "init_args.training.lr_gan must be a number, got 'fast'",
+        ),
+        (
+            {"name": "rgi", "init_args": {"lr_gan": 1e-3}},
+            "unknown init_arg 'lr_gan' for Rgi; it is now training.lr_gan (the nested form)",
+        ),
+        (
+            {"name": "rgi", "init_args": {"training": {"lr": 1e-3}}},
+            "unknown init_arg 'training.lr' for Rgi; allowed: crops_per_image,",
+        ),
+        (
+            {"name": "rgi", "init_args": {"training": 2}},
+            "init_args.training must be a mapping of GanTraining settings, got 2",
         ),
         (
             {"name": "rgi", "init_args_per_category": {"crack": {"iterations": "many"}}},
             "init_args_per_category.crack.iterations must be an integer or null, got 'many'",
         ),
         (
-            {"name": "rgi", "init_args": {"max_epochs": 0}},
+            {"name": "rgi", "init_args": {"training": {"max_epochs": 0}}},
             "model 'rgi' cannot be built with these settings",
         ),
         (
@@ -391,7 +404,10 @@ def test_cli_issue_examples(tmp_path: Path, capsys: pytest.CaptureFixture) -> No
             "image_size from its input_size 96",
         ),
         (
-            {"name": "rgi", "init_args": {"lam": "auto", "max_epochs": 1}},
+            {
+                "name": "rgi",
+                "init_args": {"inversion": {"lam": "auto"}, "training": {"max_epochs": 1}},
+            },
             "calibration_images must be >= 1",
         ),
         (

@@ -31,12 +31,13 @@ def test_benchmark_command_end_to_end(tmp_path: Path) -> None:
             {
                 "name": "rgi",
                 "init_args": {
-                    "max_epochs": 1,
-                    "iterations": 20,
-                    "mask_update": "closed_form",
-                    "lam": 0.05,
-                    "init_candidates": 8,
-                    "sample_every_n_epochs": 0,
+                    "training": {"max_epochs": 1, "sample_every_n_epochs": 0},
+                    "inversion": {
+                        "iterations": 20,
+                        "mask_update": "closed_form",
+                        "lam": 0.05,
+                        "init_candidates": 8,
+                    },
                 },
             },
             # Inverts rgi's trained generator instead of training its own; crack has its own
@@ -44,7 +45,7 @@ def test_benchmark_command_end_to_end(tmp_path: Path) -> None:
             {
                 "name": "anogan",
                 "fit_from": "rgi",
-                "init_args": {"iterations": 20},
+                "init_args": {"inversion": {"iterations": 20}},
                 "init_args_per_category": {"crack": {"iterations": 10}},
             },
         ],

@@ -44,7 +44,7 @@ def _config(tmp_path: Path, root: Path) -> Path:
         "calibration_images": 2,
         "datasets": [{"name": "tiny", "root": str(root)}],
         "models": [
-            {"name": "rgi", "init_args": {"max_epochs": 1}},
+            {"name": "rgi", "init_args": {"training": {"max_epochs": 1}}},
             {"name": "anogan", "fit_from": "rgi"},
         ],
     }
@@ -144,15 +144,13 @@ def test_sigint_on_the_real_command(tmp_path: Path) -> None:
             {
                 "name": "rgi",
                 "init_args": {
-                    "max_epochs": 1,
-                    "iterations": 5,
-                    "init_candidates": 8,
-                    "sample_every_n_epochs": 0,
+                    "training": {"max_epochs": 1, "sample_every_n_epochs": 0},
+                    "inversion": {"iterations": 5, "init_candidates": 8},
                 },
             },
             {  # long enough to be interrupted while it trains
                 "name": "anogan",
-                "init_args": {"max_epochs": 500, "sample_every_n_epochs": 0},
+                "init_args": {"training": {"max_epochs": 500, "sample_every_n_epochs": 0}},
             },
         ],
     }

@@ -30,9 +30,9 @@ def data_args(root: Path) -> list[str]:
 
 
 FAST_MODEL = [
-    "--model.image_size", "32", "--model.max_epochs", "2", "--model.iterations", "20",
-    "--model.mask_update", "closed_form", "--model.init_candidates", "16",
-    "--model.visualizer", "false",
+    "--model.image_size", "32", "--model.training.max_epochs", "2",
+    "--model.inversion.iterations", "20", "--model.inversion.mask_update", "closed_form",
+    "--model.inversion.init_candidates", "16", "--model.visualizer", "false",
 ]  # fmt: skip
 
 

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from model_helpers import FAST_RGI
+from model_helpers import FAST_RGI, nested
 
 from rgi_anomalib.models import AnoGan, Rasl, Rgi, RRgi
 from rgi_anomalib.models.export import ExportNotSupportedError
@@ -50,7 +50,7 @@ def test_engine_export_refuses_before_writing(tmp_path: Path) -> None:
     engine = Engine(default_root_dir=tmp_path / "root", logger=False)
     for export_type in ("torch", "onnx"):
         with pytest.raises(ExportNotSupportedError):
-            engine.export(Rgi(**FAST_RGI), export_type, export_root=tmp_path / "export")
+            engine.export(Rgi(**nested(**FAST_RGI)), export_type, export_root=tmp_path / "export")
     assert files_under(tmp_path) == []
 
 
@@ -98,7 +98,7 @@ def test_export_command_refuses_with_one_line(
 ) -> None:
     from anomalib.engine import Engine
 
-    model = Rgi(**{**FAST_RGI, "max_epochs": 1})
+    model = Rgi(**nested(**{**FAST_RGI, "max_epochs": 1}))
     engine = Engine(default_root_dir=tmp_path / "train", logger=False, enable_progress_bar=False)
     engine.fit(model=model, datamodule=tiny_datamodule)
     checkpoint = engine.trainer.checkpoint_callback.best_model_path

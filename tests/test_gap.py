@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from model_helpers import FAST_RGI
+from model_helpers import FAST_RGI, nested
 from PIL import Image
 
 from rgi_anomalib.benchmark.images import image_loader
@@ -58,7 +58,7 @@ def test_fit_logs_the_gap_writes_the_grid_and_predict_carries_it(
 
     caplog.set_level(logging.INFO, logger=LOGGER)
     datamodule = tiny_datamodule
-    model = Rgi(**FAST_RGI)
+    model = Rgi(**nested(**FAST_RGI))
     engine = Engine(default_root_dir=tmp_path, logger=False)
     engine.fit(model, datamodule=datamodule)
 

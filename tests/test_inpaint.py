@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from model_helpers import nested, old_flat_hparams
 from PIL import Image
 from torch import nn
 
@@ -40,7 +41,13 @@ def test_rgi_restores_a_corrupted_block_without_being_told_where() -> None:
     torch.manual_seed(0)
     # No encoder: it would belong to the generator replaced here.
     model = Rgi(
-        image_size=32, encoder_weight=0.0, visualizer=False, evaluator=False, post_processor=False
+        **nested(
+            image_size=32,
+            encoder_weight=0.0,
+            visualizer=False,
+            evaluator=False,
+            post_processor=False,
+        )
     ).eval()
     model.model.generator_ema = LinearGenerator()
     with torch.no_grad():
@@ -92,7 +99,9 @@ def test_inpaint_command_round_trip(tiny_datamodule, tmp_path: Path) -> None:
     from anomalib.engine import Engine
 
     model = Rgi(
-        image_size=32, max_epochs=1, iterations=10, init_candidates=8, sample_every_n_epochs=0
+        **nested(
+            image_size=32, max_epochs=1, iterations=10, init_candidates=8, sample_every_n_epochs=0
+        )
     )
     engine = Engine(default_root_dir=tmp_path, logger=False, accelerator="cpu", devices=1)
     engine.fit(model=model, datamodule=tiny_datamodule)
@@ -143,17 +152,20 @@ def test_load_model_reads_a_checkpoint_written_before_encoder_weight_as_a_plain_
     from rgi_anomalib.models.gan_inversion.lightning_model import CHECKPOINT_CLASS_KEY
 
     arch = {"image_size": 32, "latent_dim": 16, "base_width": 8, "max_width": 32}
-    plain = Rgi(**arch, encoder_weight=0.0)
+    plain = Rgi(**nested(**arch, encoder_weight=0.0))
+    flat = old_flat_hparams(**arch, lam=0.4, finetune_iterations=0, lr_finetune=1e-5)
+    del flat["encoder_weight"]  # older still: written before encoder_weight existed
+    flat["finetune_params"] = []
     old = {
         "state_dict": plain.state_dict(),
-        "hyper_parameters": {k: v for k, v in plain.hparams.items() if k != "encoder_weight"},
+        "hyper_parameters": flat,
         "pytorch-lightning_version": "2.5.0",
         CHECKPOINT_CLASS_KEY: "Rgi",
     }
     path = tmp_path / "old.ckpt"
     torch.save(old, path)
     loaded = load_model(path)
-    assert loaded.hparams.encoder_weight == 0.0
+    assert loaded.gan_training.encoder_weight == 0.0
     assert not hasattr(loaded.model, "encoder")
     torch.testing.assert_close(
         loaded.model.generator_ema.state_dict(), plain.model.generator_ema.state_dict()

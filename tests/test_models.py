@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from model_helpers import FAST_RGI
+from model_helpers import FAST_RGI, nested, old_flat_hparams
 
 from rgi_anomalib.models import AnoGan, Rgi, RRgi
 from rgi_anomalib.models.gan_inversion.solver import InversionConfig
@@ -17,7 +17,7 @@ def test_defaults_are_fast_and_paper_configs_load_the_paper_protocol() -> None:
     (docs/generator.md); whole images keep the 50-iteration solve; configs/model/*_paper.yaml:
     Appendix G."""
     rgi, rrgi, anogan = Rgi(), RRgi(), AnoGan()
-    arch = rgi.hparams
+    arch = rgi.architecture
     assert (arch.backbone, arch.tile_size, arch.base_width, arch.latent_dim) == (
         "fastgan",
         32,
@@ -37,8 +37,12 @@ def test_defaults_are_fast_and_paper_configs_load_the_paper_protocol() -> None:
     assert anogan.inversion.iterations == 30
     assert rgi.inversion.lr_latent == 0.1
     whole = {"tile_size": None, "visualizer": False}
-    assert Rgi(**whole).inversion.iterations == AnoGan(**whole).inversion.iterations == 50
-    assert RRgi(**whole).inversion.finetune_params == ()
+    assert (
+        Rgi(**nested(**whole)).inversion.iterations
+        == AnoGan(**nested(**whole)).inversion.iterations
+        == 50
+    )
+    assert RRgi(**nested(**whole)).inversion.finetune_params == ()
 
     import yaml
 
@@ -88,7 +92,7 @@ def test_defaults_are_fast_and_paper_configs_load_the_paper_protocol() -> None:
 )
 def test_bad_arguments_raise_one_clear_error(kwargs: dict, message: str) -> None:
     with pytest.raises(ValueError, match=message):
-        Rgi(**kwargs)
+        Rgi(**nested(**kwargs))
 
 
 @pytest.mark.slow
@@ -96,7 +100,7 @@ def test_fit_test_predict_and_checkpoint_round_trip(tiny_datamodule, tmp_path: P
     from anomalib.engine import Engine
 
     datamodule = tiny_datamodule
-    model = Rgi(**FAST_RGI)
+    model = Rgi(**nested(**FAST_RGI))
     engine = Engine(default_root_dir=tmp_path, logger=False)
     engine.fit(model, datamodule=datamodule)
     (metrics,) = engine.test(model, datamodule=datamodule)
@@ -120,7 +124,9 @@ def test_fit_test_predict_and_checkpoint_round_trip(tiny_datamodule, tmp_path: P
     reloaded = Rgi.load_from_checkpoint(checkpoint, visualizer=False).eval()
     before, after = model.model.eval()(images), reloaded.model(images)
     assert torch.equal(before.anomaly_map, after.anomaly_map)
-    assert reloaded.hparams.lam == 0.4 and reloaded.inversion.mask_update == "closed_form"
+    assert (
+        reloaded.inversion_settings.lam == 0.4 and reloaded.inversion.mask_update == "closed_form"
+    )
 
     # A checkpoint only fits a model with the same architecture.
     with pytest.raises(ValueError, match="image_size=32 in the checkpoint but 64 here"):
@@ -144,3 +150,92 @@ def test_compiled_generator_gives_the_same_maps_and_state_dict() -> None:
     images = torch.rand(2, 3, 32, 32) * 2 - 1
     expected, got = plain(images), compiled(images)  # R-RGI: fine-tunes in the last 2 steps
     assert torch.allclose(expected.anomaly_map, got.anomaly_map, atol=1e-4)
+
+
+def test_nested_settings_take_dataclasses_or_dicts_and_keep_the_old_defaults() -> None:
+    from rgi_anomalib.models.gan_inversion import GanArchitecture, GanTraining, InversionSettings
+
+    typed = RRgi(
+        image_size=32,
+        architecture=GanArchitecture(tile_size=None, backbone="dcgan"),
+        training=GanTraining(max_epochs=3),
+        inversion=InversionSettings(lam=0.2, finetune_params=["to_image"]),
+        visualizer=False,
+    )
+    mapped = RRgi(
+        image_size=32,
+        architecture={"tile_size": None, "backbone": "dcgan"},
+        training={"max_epochs": 3},
+        inversion={"lam": 0.2, "finetune_params": ["to_image"]},
+        visualizer=False,
+    )
+    assert typed.inversion == mapped.inversion
+    assert (typed.inversion.lam, typed.inversion.finetune_params) == (0.2, ("to_image",))
+    assert typed.trainer_arguments["max_epochs"] == 3
+    # what the checkpoint keeps: plain values, every solver setting resolved
+    assert typed.hparams["inversion"]["iterations"] == 50
+    assert typed.hparams["architecture"]["backbone"] == "dcgan"
+    with pytest.raises(ValueError, match="GanTraining has no setting 'max_epoch'"):
+        Rgi(image_size=32, training={"max_epoch": 3})
+
+
+def test_a_checkpoint_with_the_old_flat_hyper_parameters_loads_in_the_nested_form(
+    tmp_path: Path,
+) -> None:
+    from rgi_anomalib.models.gan_inversion.lightning_model import CHECKPOINT_CLASS_KEY
+
+    torch.manual_seed(0)
+    new = RRgi(image_size=32, visualizer=False)  # the settings old_flat_hparams() writes out
+    path = tmp_path / "old.ckpt"
+    torch.save(
+        {
+            "state_dict": new.state_dict(),
+            "hyper_parameters": old_flat_hparams(),
+            "pytorch-lightning_version": "2.5.0",
+            CHECKPOINT_CLASS_KEY: "RRgi",
+        },
+        path,
+    )
+    loaded = RRgi.load_from_checkpoint(path, weights_only=True, visualizer=False)
+    assert loaded.inversion == new.inversion
+    assert (loaded.architecture, loaded.gan_training) == (new.architecture, new.gan_training)
+    torch.testing.assert_close(loaded.model.state_dict(), new.model.state_dict())
+    # settings given at loading: flat (old names) or by group, merged into the checkpoint's
+    changed = RRgi.load_from_checkpoint(
+        path, weights_only=True, visualizer=False, lr_finetune=1e-3, training={"max_epochs": 3}
+    )
+    assert changed.inversion.lr_generator == 1e-3 and changed.inversion.iterations == 30
+    assert changed.gan_training.max_epochs == 3 and changed.gan_training.encoder_weight == 10.0
+    # Engine(ckpt_path=...) restores into a model built first: a misfit names the nested option
+    checkpoint = torch.load(path, weights_only=True)
+    with pytest.raises(ValueError, match=r"--model\.architecture\.latent_dim 64"):
+        RRgi(image_size=32, architecture={"latent_dim": 32}).on_load_checkpoint(checkpoint)
+
+
+def test_the_gap_report_and_the_sample_grid_are_callbacks_of_the_model() -> None:
+    from rgi_anomalib.models.gan_inversion.gap_report import ReconstructionReport
+    from rgi_anomalib.models.gan_inversion.sample_grid import GanSampleGrid
+
+    model = Rgi(image_size=32, training={"sample_every_n_epochs": 5}, visualizer=False)
+    callbacks = model.configure_callbacks()
+    (grid,) = [c for c in callbacks if isinstance(c, GanSampleGrid)]
+    assert grid.every_n_epochs == 5 and grid.latents.shape == (16, 64)
+    assert sum(isinstance(c, ReconstructionReport) for c in callbacks) == 1
+    assert model.post_processor in callbacks  # anomalib's components stay
+
+
+def test_inversion_settings_name_every_solver_setting_and_the_readme_every_flat_name() -> None:
+    """InversionSettings overrides every InversionConfig field but the two the model fixes; the
+    README's table of the old flat names lists each one flat_args translates."""
+    import dataclasses
+
+    from rgi_anomalib.models.gan_inversion import InversionSettings
+    from rgi_anomalib.models.gan_inversion.flat_args import FLAT_TO_NESTED
+    from rgi_anomalib.models.gan_inversion.settings import NOT_SOLVER_FIELDS
+
+    solver = {f.name for f in dataclasses.fields(InversionConfig)} - {"objective", "seed"}
+    settings = {f.name for f in dataclasses.fields(InversionSettings)} - set(NOT_SOLVER_FIELDS)
+    assert settings == solver
+    readme = (Path(__file__).parents[1] / "rgi_anomalib/models/gan_inversion/README.md").read_text()
+    table = readme.split("## Flat arguments")[1].split("## Results")[0]
+    assert all(f"`{old}`" in table for old in FLAT_TO_NESTED)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 import torch
+from model_helpers import nested
 
 from rgi_anomalib.models import Rgi
 from rgi_anomalib.models.gan_inversion.networks import (
@@ -54,4 +55,47 @@ def test_unknown_backbone_names_the_choices() -> None:
     with pytest.raises(ValueError, match=r"backbone must be one of .*fastgan"):
         Generator(32, backbone="stylegan")
     with pytest.raises(ValueError, match="backbone must be one of"):
-        Rgi(image_size=32, backbone="stylegan")
+        Rgi(**nested(image_size=32, backbone="stylegan"))
+
+
+def _digest(tensors) -> str:
+    import hashlib
+
+    h = hashlib.sha256()
+    for t in tensors:
+        h.update(t.detach().contiguous().numpy().tobytes())
+    return h.hexdigest()[:16]
+
+
+# Recorded from the code before the networks became one module per architecture (networks.py
+# with one if/elif, commit 93ae0f4): a seeded build's output for a fixed z and its weights.
+OLD_DIGESTS = {
+    "dcgan": ("20728ec0b6fb4c70", "4598866cef40bf64", "dd8993f17dd44a02", "cd7acb93c7024c0d"),
+    "progan": ("7d5539631351eb68", "7f9f06ebfa587916", "ab41c01734758b8f", "78249507261ee851"),
+    "fastgan": ("ff5ca85257460b2c", "015f03da010e6738", "ce1dc285a70cad85", "6f2a46d842b4d76d"),
+}
+
+
+@pytest.mark.parametrize("backbone", BACKBONES)
+def test_seeded_networks_are_bit_identical_to_the_old_if_elif_code(backbone: str) -> None:
+    from rgi_anomalib.models.gan_inversion.networks import Encoder
+
+    torch.manual_seed(0)
+    gen = Generator(32, 8, 3, 8, 32, backbone).eval()
+    disc = Discriminator(32, 3, 8, 32, backbone, True)
+    enc = Encoder(32, 8, 3, 8, 32)
+    with torch.no_grad():
+        images = gen(torch.linspace(-1, 1, 16).view(2, 8))
+    got = (
+        _digest([images]),
+        _digest(gen.state_dict().values()),
+        _digest(disc.state_dict().values()),
+        _digest(enc.state_dict().values()),
+    )
+    assert got == OLD_DIGESTS[backbone]
+
+
+def test_every_backbone_name_has_a_registered_generator_and_discriminator() -> None:
+    from rgi_anomalib.models.gan_inversion.networks import DISCRIMINATORS, GENERATORS
+
+    assert set(GENERATORS) == set(DISCRIMINATORS) == set(BACKBONES)

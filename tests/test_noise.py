@@ -11,7 +11,7 @@ import warnings
 from pathlib import Path
 
 import pytest
-from model_helpers import FAST_RGI
+from model_helpers import FAST_RGI, nested
 
 from rgi_anomalib.models import Rgi
 
@@ -44,7 +44,7 @@ def warnings_shown_after_fit_start(model: Rgi, counts: list[int]) -> list[str]:
 
 
 def test_eval_mode_warning_silenced_only_for_the_ema_generator() -> None:
-    model = Rgi(**FAST_RGI)
+    model = Rgi(**nested(**FAST_RGI))
     ema = sum(1 for _ in model.model.generator_ema.modules())
     # Exactly the EMA generator's modules: silenced; any other count still shows.
     assert warnings_shown_after_fit_start(model, [ema, ema + 1]) == [eval_mode_warning(ema + 1)]
@@ -66,8 +66,9 @@ def test_anomalib_train_prints_no_warning_of_ours(tiny_folder: Path, tmp_path: P
     """The plain ``anomalib`` command (no warning filters of ours at start-up)."""
     result = run(
         BIN / "anomalib", "train", "--model", "rgi", "--model.image_size", "32",
-        "--model.max_epochs", "1", "--model.iterations", "5", "--model.mask_update",
-        "closed_form", "--model.init_candidates", "16", "--model.visualizer", "false",
+        "--model.training.max_epochs", "1", "--model.inversion.iterations", "5",
+        "--model.inversion.mask_update", "closed_form",
+        "--model.inversion.init_candidates", "16", "--model.visualizer", "false",
         "--data", "anomalib.data.Folder", "--data.name", "tiny", "--data.root", tiny_folder,
         "--data.normal_dir", "train/good", "--data.abnormal_dir", "test/defect",
         "--data.mask_dir", "ground_truth/defect", "--data.normal_test_dir", "test/good",

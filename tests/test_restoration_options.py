@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import pytest
 import torch
+from model_helpers import nested
 
 from rgi_anomalib.models.gan_inversion.holdout import holdout_masks, invert_held_out
 from rgi_anomalib.models.gan_inversion.residual import residual_map
@@ -119,10 +120,10 @@ def test_the_model_scores_the_chosen_residual_of_the_held_out_restoration(
 ) -> None:
     from rgi_anomalib.models import Rgi
 
-    model = Rgi(
+    model = Rgi(**nested(
         image_size=32, latent_dim=16, base_width=8, max_width=32, encoder_weight=0.0,
         iterations=3, init_candidates=4, holdout_cell=4, **options,
-    ).eval()  # fmt: skip
+    )).eval()  # fmt: skip
     assert model.anomaly_map_is_mask is is_mask
     calls: list[tuple[int, int]] = []
     with torch.no_grad():

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from model_helpers import FAST_RGI
+from model_helpers import FAST_RGI, nested
 from torch import nn
 
 from rgi_anomalib.models import Rgi
@@ -170,7 +170,7 @@ def test_lightning_run_logs_solve_progress_without_a_progress_bar(
     from anomalib.engine import Engine
 
     monkeypatch.setattr(SolveProgress, "log_every_s", 0.0)  # every iteration, for the test
-    model = Rgi(**{**FAST_RGI, "iterations": 4})
+    model = Rgi(**nested(**{**FAST_RGI, "iterations": 4}))
     engine = Engine(default_root_dir=tmp_path, logger=False, enable_progress_bar=False)
     with caplog.at_level(logging.INFO, "rgi_anomalib.models.gan_inversion.solve_progress"):
         engine.validate(model=model, datamodule=tiny_datamodule)

@@ -6,6 +6,7 @@ import dataclasses
 
 import pytest
 import torch
+from model_helpers import nested
 from torch import nn
 
 from rgi_anomalib.models.gan_inversion.gap import reconstruction_gap
@@ -85,19 +86,19 @@ def test_bad_tiling_is_one_clear_error(
 def test_tile_model_trains_on_crops_and_inverts_whole_images() -> None:
     from rgi_anomalib.models import Rgi
 
-    model = Rgi(image_size=64, tile_size=32, latent_dim=16, base_width=8, max_width=32)
+    model = Rgi(**nested(image_size=64, tile_size=32, latent_dim=16, base_width=8, max_width=32))
     assert model.model.generator(torch.randn(2, 16)).shape == (2, 3, 32, 32)
     model.model.inversion = InversionConfig(objective="rgi", iterations=3, init_candidates=4)
     out = model.model.eval()(torch.rand(2, 3, 64, 64) * 2 - 1)
     assert out.anomaly_map.shape == (2, 1, 64, 64)
     with pytest.raises(ValueError, match="tile the image exactly"):
-        Rgi(image_size=64, tile_size=32, tile_stride=24)
+        Rgi(**nested(image_size=64, tile_size=32, tile_stride=24))
 
 
 def test_grouped_finetune_weights_equal_repeated_per_item_weights() -> None:
     """One generator copy per group of consecutive latents gives what per-item copies give
     when the items of a group hold the same weights."""
-    from rgi_anomalib.models.gan_inversion.solver import _generate
+    from rgi_anomalib.models.gan_inversion.finetune import generate
 
     torch.manual_seed(0)
     generator = nn.Sequential(nn.Linear(4, 6), nn.Tanh(), nn.Linear(6, 3))
@@ -105,7 +106,7 @@ def test_grouped_finetune_weights_equal_repeated_per_item_weights() -> None:
     grouped = {n: p.detach() + torch.randn(2, *p.shape) for n, p in generator.named_parameters()}
     per_item = {n: w.repeat_interleave(3, dim=0) for n, w in grouped.items()}
     torch.testing.assert_close(
-        _generate(generator, latent, grouped), _generate(generator, latent, per_item)
+        generate(generator, latent, grouped), generate(generator, latent, per_item)
     )
 
 
@@ -116,26 +117,29 @@ def test_tiled_finetune_per_image_shares_one_copy_per_image() -> None:
         objective="rgi", iterations=20, finetune_iterations=5, lr_generator=1e-2, init_candidates=4
     )
     for per in ("tile", "image"):
+        per_config = dataclasses.replace(config, finetune_per=per)
         result = invert_tiled(
-            PixelGenerator(8), images, config, tile_size=8, stride=6, chunk=30, finetune_per=per
+            PixelGenerator(8), images, per_config, tile_size=8, stride=6, chunk=30
         )
         assert result.restored.shape == images.shape and result.loss.shape == (2,)
-    with pytest.raises(ValueError, match="tile_finetune must be one of"):
-        invert_tiled(PixelGenerator(8), images, config, tile_size=8, finetune_per="pixel")
+    with pytest.raises(ValueError, match="finetune_per must be one of"):
+        dataclasses.replace(config, finetune_per="pixel")
 
 
 def test_encoder_is_on_by_default_off_at_zero_and_maps_onto_the_latent_sphere() -> None:
     from rgi_anomalib.models import Rgi
 
-    plain = Rgi(image_size=32, latent_dim=16, base_width=8, max_width=32, encoder_weight=0.0)
+    plain = Rgi(
+        **nested(image_size=32, latent_dim=16, base_width=8, max_width=32, encoder_weight=0.0)
+    )
     assert not any(key.startswith("model.encoder") for key in plain.state_dict())
-    model = Rgi(image_size=32, latent_dim=16, base_width=8, max_width=32)
-    assert model.hparams.encoder_weight == 10.0
+    model = Rgi(**nested(image_size=32, latent_dim=16, base_width=8, max_width=32))
+    assert model.gan_training.encoder_weight == 10.0
     codes = model.model.encoder(torch.rand(3, 3, 32, 32) * 2 - 1)
     assert codes.shape == (3, 16)
     torch.testing.assert_close(codes.norm(dim=1), torch.full((3,), 4.0))
     with pytest.raises(ValueError, match="encoder_weight must be >= 0"):
-        Rgi(image_size=32, encoder_weight=-1.0)
+        Rgi(**nested(image_size=32, encoder_weight=-1.0))
 
 
 @pytest.mark.slow
@@ -147,7 +151,7 @@ def test_encoder_training_makes_the_generator_reconstruct_training_images(
 
     from rgi_anomalib.models import Rgi
 
-    model = Rgi(**{**FAST_RGI, "max_epochs": 15}, encoder_weight=10.0, lr_gan=1e-3)
+    model = Rgi(**nested(**{**FAST_RGI, "max_epochs": 15}, encoder_weight=10.0, lr_gan=1e-3))
     tiny_datamodule.setup()
     images = next(iter(tiny_datamodule.train_dataloader())).image
     images = model.pre_processor.transform(images)
@@ -168,11 +172,11 @@ def test_a_checkpoint_without_encoder_is_refused_by_a_model_with_one_naming_the_
     from rgi_anomalib.models import Rgi
 
     arch = {"image_size": 32, "latent_dim": 16, "base_width": 8, "max_width": 32}
-    old = Rgi(**arch, encoder_weight=0.0)
+    old = Rgi(**nested(**arch, encoder_weight=0.0))
     checkpoint = {"state_dict": old.state_dict(), "hyper_parameters": dict(old.hparams)}
-    with pytest.raises(ValueError, match=r"--model\.encoder_weight 0\.0"):
-        Rgi(**arch).on_load_checkpoint(checkpoint)
-    Rgi(**arch, encoder_weight=0.0).on_load_checkpoint(checkpoint)  # matching: accepted
+    with pytest.raises(ValueError, match=r"--model\.training\.encoder_weight 0\.0"):
+        Rgi(**nested(**arch)).on_load_checkpoint(checkpoint)
+    Rgi(**nested(**arch, encoder_weight=0.0)).on_load_checkpoint(checkpoint)  # matching: accepted
 
 
 def test_tile_rrgi_finetunes_norm_affine_and_output_by_default_keeps_explicit_choices() -> None:
@@ -182,16 +186,29 @@ def test_tile_rrgi_finetunes_norm_affine_and_output_by_default_keeps_explicit_ch
     from rgi_anomalib.models import Rgi, RRgi
 
     tiled = {"image_size": 64, "tile_size": 32, "visualizer": False}
-    assert RRgi(**tiled).inversion.finetune_params == ("norm_affine", "to_image")
-    assert RRgi(**tiled).inversion.lr_generator == 1e-2
-    assert Rgi(**tiled).inversion.start_objective == RRgi(**tiled).inversion.start_objective == "l2"
-    assert Rgi(**tiled, start_objective="rgi").inversion.start_objective == "rgi"
+    assert RRgi(**nested(**tiled)).inversion.finetune_params == ("norm_affine", "to_image")
+    assert RRgi(**nested(**tiled)).inversion.lr_generator == 1e-2
+    assert (
+        Rgi(**nested(**tiled)).inversion.start_objective
+        == RRgi(**nested(**tiled)).inversion.start_objective
+        == "l2"
+    )
+    assert Rgi(**nested(**tiled, start_objective="rgi")).inversion.start_objective == "rgi"
     stored = ["norm_affine", "to_image"]
-    assert RRgi(**tiled).hparams.finetune_params == stored  # stored: a checkpoint keeps it
-    assert RRgi(**tiled, finetune_params=[]).inversion.finetune_params == ()
-    assert RRgi(**tiled, finetune_params=["to_image"]).inversion.finetune_params == ("to_image",)
-    assert RRgi(**tiled, preset="paper").inversion == InversionConfig.paper("rrgi")
-    assert RRgi(image_size=64, tile_size=None, visualizer=False).inversion.finetune_params == ()
-    whole = Rgi(image_size=64, tile_size=None, visualizer=False).inversion
+    assert (
+        RRgi(**nested(**tiled)).inversion_settings.finetune_params == stored
+    )  # stored: a checkpoint keeps it
+    assert RRgi(**nested(**tiled, finetune_params=[])).inversion.finetune_params == ()
+    assert RRgi(**nested(**tiled, finetune_params=["to_image"])).inversion.finetune_params == (
+        "to_image",
+    )
+    assert RRgi(**nested(**tiled, preset="paper")).inversion == InversionConfig.paper("rrgi")
+    assert (
+        RRgi(**nested(image_size=64, tile_size=None, visualizer=False)).inversion.finetune_params
+        == ()
+    )
+    whole = Rgi(**nested(image_size=64, tile_size=None, visualizer=False)).inversion
     assert whole.start_objective is None and whole.iterations == 50
-    assert Rgi(**tiled).inversion == dataclasses.replace(whole, start_objective="l2", iterations=30)
+    assert Rgi(**nested(**tiled)).inversion == dataclasses.replace(
+        whole, start_objective="l2", iterations=30
+    )

@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 import torch
 import yaml
+from model_helpers import nested
 from PIL import Image
 
 from rgi_anomalib.benchmark.config import ConfigError
@@ -40,7 +41,7 @@ class _RunsCommand:
 
 def _malicious_checkpoint(tmp_path: Path) -> tuple[Path, Path]:
     marker = tmp_path / "code_ran"
-    model = Rgi(**TINY)
+    model = Rgi(**nested(**TINY))
     checkpoint = {
         "state_dict": model.state_dict(),
         "hyper_parameters": dict(model.hparams),
@@ -53,7 +54,7 @@ def _malicious_checkpoint(tmp_path: Path) -> tuple[Path, Path]:
 
 
 def _tiny_checkpoint(tmp_path: Path, **solve: object) -> Path:
-    model = Rgi(**TINY, **solve)
+    model = Rgi(**nested(**TINY, **solve))
     checkpoint = {
         "state_dict": model.state_dict(),
         "hyper_parameters": dict(model.hparams),

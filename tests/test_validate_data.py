@@ -7,6 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import yaml
+from model_helpers import nested
 from PIL import Image
 
 from rgi_anomalib.data.validate import (
@@ -141,7 +142,7 @@ def _config(tmp_path: Path, dataset: dict) -> Path:
         "image_size": 32,
         "calibration_images": 2,
         "datasets": [dataset],
-        "models": [{"name": "rgi", "init_args": {"max_epochs": 1}}],
+        "models": [{"name": "rgi", "init_args": {"training": {"max_epochs": 1}}}],
     }
     path = tmp_path / "bench.yaml"
     path.write_text(yaml.safe_dump(config))
@@ -243,7 +244,7 @@ def test_a_gan_inversion_fit_checks_its_datamodule_before_the_first_step(
         name="bad", root=root, normal_dir="train/good", abnormal_dir="test/defect",
         mask_dir="ground_truth/defect", normal_test_dir="test/good", num_workers=0,
     )  # fmt: skip
-    model = Rgi(image_size=32, max_epochs=1, sample_every_n_epochs=0, visualizer=False)
+    model = Rgi(**nested(image_size=32, max_epochs=1, sample_every_n_epochs=0, visualizer=False))
     engine = Engine(default_root_dir=tmp_path / "run", logger=False, accelerator="cpu")
     with pytest.raises(DatasetError) as err:
         engine.fit(model=model, datamodule=datamodule)

@@ -7,7 +7,9 @@ itself (``BenchmarkHooks``); everything else is read from its ``__init__`` signa
 
 from __future__ import annotations
 
+import dataclasses
 import inspect
+import typing
 from contextlib import AbstractContextManager, nullcontext
 from pathlib import Path
 from typing import Any, ClassVar, Protocol
@@ -24,6 +26,8 @@ class BenchmarkHooks(Protocol):
     anomaly_map_is_mask: bool
     # Names a config may set per category (``init_args_per_category``), e.g. a solver's λ.
     per_category_settings: ClassVar[frozenset[str]]
+    # Init_args that moved ({old name: new dotted name}): an unknown init_arg names its new place.
+    moved_init_args: ClassVar[dict[str, str]]
 
     # True: after fitting, the model sets itself up on defect-free images (RGI's lam="auto");
     # the harness runs ``engine.validate`` on its calibration images (label 0) for it.
@@ -66,26 +70,68 @@ def init_params(cls: type) -> dict[str, inspect.Parameter]:
     return dict(inspect.signature(cls.__init__).parameters)
 
 
-def _check_init_args(cls: type, spec: ModelSpec) -> None:
-    """Every init_arg (and per-category setting) is a parameter of the class and of its
-    annotated type (``model 'rgi': init_args.max_epochs must be an integer, got 'one'``)."""
+def _settings_classes(cls: type) -> dict[str, type]:
+    """The ``__init__`` parameters of ``cls`` typed as a dataclass: groups of settings that a
+    config gives as a mapping (``init_args: {training: {max_epochs: 2}}``)."""
+    try:
+        hints = typing.get_type_hints(cls.__init__)
+    except Exception:  # an annotation only importable for type checking: no groups judged
+        return {}
+    return {name: tp for name, tp in hints.items() if dataclasses.is_dataclass(tp)}
+
+
+def _unknown_init_arg(spec: ModelSpec, cls: type, key: str, allowed: list[str]) -> ConfigError:
+    moved = getattr(cls, "moved_init_args", {}).get(key)
+    hint = f"; it is now {moved} (the nested form)" if moved else f"; allowed: {', '.join(allowed)}"
+    return ConfigError(f"model {spec.name!r}: unknown init_arg {key!r} for {cls.__name__}{hint}")
+
+
+def _given_values(cls: type, spec: ModelSpec) -> list[tuple[str, Any, Any, dict]]:
+    """(where, value, annotation, namespace) of every init_arg, of every setting in a
+    group (``init_args.training.max_epochs``) and of every per-category setting (typed as the
+    group's setting of that name)."""
     params = init_params(cls)
     namespace = inspect.unwrap(cls.__init__).__globals__
+    groups = _settings_classes(cls)
+    given = []
+    for key, value in spec.init_args.items():
+        if key in groups and isinstance(value, dict):
+            hints = typing.get_type_hints(groups[key])
+            for name, item in value.items():
+                if name not in hints:
+                    raise _unknown_init_arg(spec, cls, f"{key}.{name}", sorted(hints))
+                given.append((f"init_args.{key}.{name}", item, hints[name], namespace))
+        elif key in groups:
+            raise ConfigError(
+                f"model {spec.name!r}: init_args.{key} must be a mapping of "
+                f"{groups[key].__name__} settings, got {value!r}"
+            )
+        elif key in params:
+            given.append((f"init_args.{key}", value, params[key].annotation, namespace))
+    group_hints = [typing.get_type_hints(group) for group in groups.values()]
+    for cat, args in spec.init_args_per_category.items():
+        for key, value in args.items():
+            annotation = next((h[key] for h in group_hints if key in h), None)
+            if annotation is None and key in params:
+                annotation = params[key].annotation
+            if annotation is not None:
+                where = f"init_args_per_category.{cat}.{key}"
+                given.append((where, value, annotation, namespace))
+    return given
+
+
+def _check_init_args(cls: type, spec: ModelSpec) -> None:
+    """Every init_arg (a group's settings, per-category settings) is a parameter of the class
+    and of its annotated type (``model 'rgi': init_args.training.max_epochs must be an integer,
+    got 'one'``)."""
+    params = init_params(cls)
     if not any(p.kind is p.VAR_KEYWORD for p in params.values()):
         unknown = [k for k in spec.init_args if k not in params]
         if unknown:
-            allowed = ", ".join(k for k in params if k != "self")
-            raise ConfigError(
-                f"model {spec.name!r}: unknown init_arg {unknown[0]!r} for {cls.__name__}; "
-                f"allowed: {allowed}"
-            )
-    given = [(f"init_args.{k}", k, v) for k, v in spec.init_args.items()]
-    for cat, args in spec.init_args_per_category.items():
-        given += [(f"init_args_per_category.{cat}.{k}", k, v) for k, v in args.items()]
-    for where, key, value in given:
-        if key in params:
-            annotation = params[key].annotation
-            check_annotated(value, annotation, f"model {spec.name!r}: {where}", namespace)
+            allowed = [k for k in params if k != "self"]
+            raise _unknown_init_arg(spec, cls, unknown[0], allowed)
+    for where, value, annotation, namespace in _given_values(cls, spec):
+        check_annotated(value, annotation, f"model {spec.name!r}: {where}", namespace)
 
 
 def _check_trainer_args(spec: ModelSpec) -> None:

@@ -12,6 +12,8 @@ LrSchedule = Literal["constant", "cosine"]
 Method = Literal["rgi", "rrgi", "anogan"]  # the presets' names
 Residual = Literal["pixel", "gms", "ssim_cs", "features"]
 RESIDUALS: tuple[str, ...] = ("pixel", "gms", "ssim_cs", "features")
+FinetunePer = Literal["tile", "image"]
+FINETUNE_PER: tuple[str, ...] = ("tile", "image")
 
 
 @dataclass(frozen=True)
@@ -40,6 +42,9 @@ class InversionConfig:
     early_stop_tol: float = 1e-4
     lr_schedule: LrSchedule = "constant"
     finetune_params: tuple[str, ...] = ()
+    # With a tile generator, R-RGI fine-tunes one generator copy per tile, or one per image
+    # shared by its tiles ("image": less freedom, cheaper); whole images: ignored.
+    finetune_per: FinetunePer = "tile"
     seed: int = 0
     # How the solve is scored (issue: restore what lies under the defect). holdout_phases 2 or
     # 4: every pixel is restored by a solve that hid it (cells of holdout_cell px; that many
@@ -84,6 +89,8 @@ class InversionConfig:
                 "finetune_params must be a tuple of parameter-name prefixes, "
                 f"got the string {self.finetune_params!r}"
             )
+        if self.finetune_per not in FINETUNE_PER:
+            errors.append(f"finetune_per must be one of {FINETUNE_PER}, got {self.finetune_per!r}")
         if self.holdout_phases not in (0, 2, 4):
             errors.append(f"holdout_phases must be 0 (off), 2 or 4, got {self.holdout_phases!r}")
         if not (isinstance(self.holdout_cell, int) and self.holdout_cell >= 1):
@@ -130,19 +137,13 @@ class InversionConfig:
 _PAPER_RRGI: dict[str, Any] = {"lam": 0.12, "finetune_iterations": 1500, "lr_generator": 1e-5}
 _FAST: dict[str, Any] = {"iterations": 50, "lr_schedule": "cosine"}
 _FAST_RRGI: dict[str, Any] = {"lam": 0.12, "finetune_iterations": 20, "lr_generator": 2e-4}
-# Tile generators (ELPV 128 px, 32 px tiles; BENCHMARKS_generator.md, 2026-12-05). A tile that
-# starts from the latent with the best robust fit has often given up on a structure it could
-# fit (a busbar at the wrong height), and the robust solve never brings it back: starting from
-# the best l2 fit lowered RGI's gap from 0.055 to 0.032. Per tile, a copy of every generator
-# weight costs 4-6x a whole-image R-RGI solve on a CPU (vmap turns per-tile convolution weights
-# into grouped convolutions); the first layer alone (z to the 4×4 feature map: a batched matrix
-# product per tile) at lr 1e-3 keeps the solve within 2x and brings R-RGI's gap below 0.035.
-# 30 iterations instead of 50: the FastGAN tile generator (the default) starts close enough that
-# the last 20 lowered its gap by only 0.002 (0.023 -> 0.021 on ELPV) at 1.6x the cost. On it,
-# R-RGI fine-tuning the BatchNorm scales and shifts and the output layer per tile (lr 1e-2)
-# leaves the same gap as the first layer (0.022) at half the cost (elementwise per-tile weights,
-# no per-tile convolution copies except the 3-channel output layer) and without the first
-# layer's colour tint; the DCGAN tile generator was measured with the first layer (stem, 1e-3).
+# Tile generators (measurements: README.md, "Results"). A tile that starts from the latent with
+# the best robust fit has often given up on a structure it could fit (a busbar at the wrong
+# height), and the robust solve never brings it back: start from the best l2 fit. Per tile, a
+# copy of every generator weight is costly on a CPU (vmap turns per-tile convolution weights into
+# grouped convolutions): R-RGI fine-tunes only the normalisation layers' scales and shifts
+# (elementwise per-tile weights) and the 3-channel output layer. Fewer iterations: a tile
+# generator starts close enough that the last ones gain little.
 _FAST_TILES: dict[str, dict[str, Any]] = {
     "anogan": {"iterations": 30},
     "rgi": {"start_objective": "l2", "iterations": 30},

@@ -52,16 +52,21 @@ def check_lam(lam: float | str | None, objective: str) -> None:
 
 class LamCalibrationMixin:
     """Validation hooks of ``GanInversionModule`` for ``lam="auto"``: collect the normal images'
-    squared residuals, then set the solver's λ for ``hparams.lam_normal_rate``."""
+    squared residuals, then set the solver's λ for ``inversion_settings.lam_normal_rate``.
 
-    hparams: Any
+    Needs on its host (a LightningModule): ``model`` (``GanInversionModel``, whose
+    ``inversion`` it replaces) and ``inversion_settings`` (``InversionSettings``: ``lam`` and
+    ``lam_normal_rate``).
+    """
+
+    inversion_settings: Any
     model: Any
 
     @property
     def calibrates_on_normal_images(self) -> bool:
         """True with ``lam="auto"``: a validation pass over defect-free images sets λ
         (the benchmark harness runs one on its calibration images)."""
-        return self.hparams.lam == AUTO
+        return self.inversion_settings.lam == AUTO
 
     def fitted_settings(self) -> dict[str, float]:
         """Settings chosen after fit (the benchmark records them in each row)."""
@@ -89,7 +94,7 @@ class LamCalibrationMixin:
         name = self.__class__.__name__
         lam = math.nan
         if self._lam_residuals:
-            rate = self.hparams.lam_normal_rate
+            rate = self.inversion_settings.lam_normal_rate
             lam = lam_for_normal_rate(torch.cat(self._lam_residuals), rate)
         # Every rank uses rank 0's value (its own normal images) under DDP.
         lam = float(self.trainer.strategy.broadcast(lam, src=0))  # type: ignore[attr-defined]
@@ -98,8 +103,9 @@ class LamCalibrationMixin:
                            name, self.model.inversion.lam)  # fmt: skip
             return
         self.set_lam(lam)
+        rate, images = self.inversion_settings.lam_normal_rate, len(self._lam_residuals)
         logger.info("%s: lam='auto' set λ = %.5g (target normal-pixel rate %g, %d images)",
-                    name, lam, self.hparams.lam_normal_rate, len(self._lam_residuals))  # fmt: skip
+                    name, lam, rate, images)  # fmt: skip
 
     def set_lam(self, lam: float) -> None:
         """Use ``lam`` from now on (also after saving and loading a checkpoint)."""

@@ -3,6 +3,8 @@
 The three classes differ only in their method (``METHOD``: the solver preset they start from).
 Each is a *direct* subclass of ``AnomalibModule`` because anomalib looks models up by name
 through direct subclasses only; the shared behaviour lives in the ``GanInversionModule`` mixin.
+Their settings are three nested groups (settings.py): ``architecture``, ``training`` and
+``inversion``; README.md lists them and the flat names they replace.
 """
 
 from __future__ import annotations
@@ -10,273 +12,91 @@ from __future__ import annotations
 import dataclasses
 import re
 import warnings
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import IO, Any, ClassVar
 
 import torch
 from anomalib import LearningType
 from anomalib.data import Batch
 from anomalib.models.components import AnomalibModule
 from anomalib.pre_processing import PreProcessor
+from lightning.pytorch import Callback
 from lightning.pytorch.utilities.types import STEP_OUTPUT
 from torchvision.transforms.v2 import Compose, Normalize, Resize
 
 from rgi_anomalib.data.validate import validate_datamodule
 from rgi_anomalib.models.export import ExportRefusalMixin
 
-from .augment import parse_policy
+from .checkpoint import (
+    CHECKPOINT_CLASS_KEY,
+    check_architecture,
+    check_encoder,
+    nested_checkpoint,
+    split_overrides,
+)
+from .flat_args import FLAT_TO_NESTED
 from .gan_training import GanTrainingMixin
-from .gap_report import ReconstructionReportMixin
-from .inversion_config import Residual
-from .lam_calibration import AUTO, LamCalibrationMixin, check_lam
-from .networks import Backbone, check_image_size
+from .gap_report import ReconstructionReport
+from .lam_calibration import LamCalibrationMixin, check_lam
+from .networks import check_image_size
+from .sample_grid import GanSampleGrid, sample_latents
+from .settings import (
+    GanArchitecture,
+    GanTraining,
+    InversionSettings,
+    as_settings,
+    resolved,
+    solver_config,
+)
 from .solve_progress import SolveProgress
-from .solver import InversionConfig, LatentInit, LrSchedule, MaskUpdate, Method, Objective
+from .solver import InversionConfig, Method
 from .torch_model import GanInversionModel, attach_restoration
 
-PRESETS = ("fast", "paper")
+__all__ = ["CHECKPOINT_CLASS_KEY", "AnoGan", "GanInversionModule", "RRgi", "Rgi"]
 
 
-def preset_config(
-    preset: str, method: Method, tiles: bool = False, **changes: Any
-) -> InversionConfig:
-    """``InversionConfig.fast`` (for a tile generator with ``tiles``) or ``.paper`` (the
-    paper's protocol, tiles or not) of ``method``, with ``changes``."""
-    if preset not in PRESETS:
-        msg = f"preset must be one of {', '.join(PRESETS)}, got {preset!r}"
-        raise ValueError(msg)
-    if preset == "fast":
-        return InversionConfig.fast(method, tiles, **changes)
-    return InversionConfig.paper(method, **changes)
-
-
-# Hyper-parameters that fix the network shapes: a checkpoint only fits a model that agrees on them.
-ARCHITECTURE_KEYS = (
-    "image_size",
-    "latent_dim",
-    "backbone",
-    "base_width",
-    "max_width",
-    "tile_size",
-)
-
-# Checkpoint entry naming the class that wrote it (Rgi, RRgi or AnoGan).
-CHECKPOINT_CLASS_KEY = "rgi_anomalib_model"
-
-
-def _check_training_args(
-    image_size: int,
-    tile_size: int | None,
-    crops_per_image: int,
-    gan_loss: str,
-    max_epochs: int,
-    encoder_weight: float,
-    diff_augment: str = "",
-) -> None:
-    check_image_size(image_size)
-    parse_policy(diff_augment)
-    if not encoder_weight >= 0:
-        msg = f"encoder_weight must be >= 0, got {encoder_weight!r}"
-        raise ValueError(msg)
-    if tile_size is not None:
-        check_image_size(tile_size)
-    if crops_per_image < 1:
-        msg = f"crops_per_image must be >= 1, got {crops_per_image!r}"
-        raise ValueError(msg)
-    if gan_loss not in ("nonsaturating", "hinge"):
-        msg = f"gan_loss must be 'nonsaturating' or 'hinge', got {gan_loss!r}"
-        raise ValueError(msg)
-    if max_epochs < 1:
-        msg = f"max_epochs must be >= 1, got {max_epochs!r}"
-        raise ValueError(msg)
-
-
-class GanInversionModule(
-    ExportRefusalMixin, GanTrainingMixin, ReconstructionReportMixin, LamCalibrationMixin
-):
+class GanInversionModule(ExportRefusalMixin, GanTrainingMixin, LamCalibrationMixin):
     """Shared implementation of the GAN-inversion anomaly models (a mixin for AnomalibModule).
 
     Args:
         image_size: Working resolution (power of two, 32-256); inputs are resized to it.
-        latent_dim: Size of the latent vector z (per tile with ``tile_size``).
-        backbone: ``"fastgan"`` (default: GLU blocks with skip-layer excitation, networks.py),
-            ``"dcgan"`` (transposed convolutions) or ``"progan"`` (equalised lr, pixel norm,
-            minibatch std). The defaults (FastGAN, ``base_width`` 16, ``latent_dim`` 64, 32 px
-            tiles) are the recipe measured best on textured surfaces (docs/generator.md).
-        base_width: Generator/discriminator channels at full resolution (doubling per halving).
-        max_width: Upper bound on channels at low resolution.
-        spectral_norm: Spectral normalisation in the discriminator (keeps training stable).
-        gan_loss: ``"nonsaturating"`` (logistic) or ``"hinge"``.
-        r1_gamma: Weight of the R1 gradient penalty on real images (0 disables; not with DDP).
-        diff_augment: DiffAugment policy for GAN training, comma-separated operations from
-            ``color``, ``translation``, ``cutout`` ("" disables): the discriminator sees real
-            and generated images through the same random differentiable transformations.
-        lr_gan: Adam learning rate of generator and discriminator training.
-        ema_decay: Decay of the generator's exponential moving average (the inverted copy).
-        max_epochs: GAN training epochs; validation (threshold fitting) runs after the last one.
-        sample_every_n_epochs: Save a grid of EMA-generator samples every n epochs (0: never).
-        preset: ``"fast"`` (default) or ``"paper"``: where the solver settings left at None
-            come from.
-        lam: Mask sparsity weight λ (None: the method's default). ``"auto"``: set after fit
-            from the normal validation images so that the rule M̂ > 0 flags
-            ``lam_normal_rate`` of their pixels (lam_calibration.py); stored in the checkpoint.
-            Implies ``mask_update="closed_form"`` unless given.
-        lam_normal_rate: Target fraction of normal pixels flagged, for ``lam="auto"``.
-        iterations: Solver iterations per test batch (None: the method's default).
-        lr_latent: Adam learning rate of z.
-        lr_mask: Adam learning rate of M (``mask_update="adam"``).
-        mask_update: ``"adam"`` (M as a free variable, the paper) or ``"closed_form"``
-            (None: the method's default).
-        mask_per_channel: One mask value per colour channel instead of one per pixel.
-        discriminator_weight: Weight of the realism term −D(G(z)) (the authors used 0.1).
-        finetune_iterations: Last iterations in which the generator weights are fine-tuned per
-            image (R-RGI); None: the method's default.
-        lr_finetune: Adam learning rate of the generator weights during fine-tuning
-            (None: the method's default).
-        finetune_params: Name prefixes of the generator weights fine-tuned per image, e.g.
-            ``["to_image", "blocks.3"]``, and ``"norm_affine"``: the scale and shift of every
-            normalisation layer (a per-channel modulation of each feature map, as cheap as a
-            plain solve). Empty: all of them. None: all of them, and with ``tile_size`` only
-            ``["norm_affine", "to_image"]`` at ``lr_finetune`` 1e-2 (per-tile copies of every
-            weight cost 4-6x; the DCGAN tile generator was measured with ``["stem"]``, the
-            first layer, at 1e-3; docs/generator.md).
-        lr_schedule: ``"constant"`` or ``"cosine"`` (z and M learning rates decay to 0 over the
-            solve); None: the method's default.
-        init_candidates: Size of the seeded pool from which each image's z starts.
-        init_distribution: ``"normal"`` or ``"uniform"`` (U[0,1), as the authors' code) pool.
-        start_objective: The data term that picks each image's start from the pool (and E(x)):
-            ``"l2"``, the best fit of every pixel, or the method's own. None: the method's own,
-            and ``"l2"`` with ``tile_size`` (measured: RGI's gap 0.055 -> 0.032 on ELPV).
-        early_stop_patience: Stop once the loss has not improved for this many iterations
-            (0: never; None: the method's default).
-        seed: Seed of the latent pool and of GAN training noise.
-        compile_generator: Run the solve's generator through ``torch.compile`` (needs a C++
-            compiler; compiles on the first test batch, ~5-25 s). Measured 1.6x faster per image
-            at 128 px on CPU (BENCHMARKS_backends.md); off by default.
-        tile_size: Train a generator of ``tile_size`` crops (power of two, >= 32) and invert
-            each image as overlapping tiles, one latent and mask per tile (32 by default;
-            None: whole images, e.g. for an object whose defect is a missing part: a tile
-            generator is measured on textured surfaces only).
-        tile_stride: Step between tiles (None: the largest step <= 3/4 of a tile that tiles the
-            image exactly); seams are averaged over the overlap.
-        crops_per_image: Random crops taken from each training image per step (tiling only).
-        tile_finetune: R-RGI with tiles: fine-tune one generator copy per tile (``"tile"``) or
-            one per image, shared by all its tiles (``"image"``: less freedom, cheaper).
-        encoder_weight: Train an encoder E with the GAN and add this weight times the
-            reconstruction error ‖x − G(E(x))‖² of training images (tiles) to the generator's
-            loss, so that its manifold covers the training images, not only looks like them;
-            E(x) is also a start candidate of the solve. 10 by default: it lowered the
-            reconstruction gap at equal training time for whole-image and tile generators
-            (docs/generator.md). 0: a plain GAN without an encoder, as in the paper.
-        holdout_phases: 0 (off), 2 or 4: restore every pixel from a solve that did not see it
-            (cells of ``holdout_cell`` px hidden in turn; that many solves per image), so that
-            the latent cannot copy the defect (holdout.py).
-        holdout_cell: Side of the hold-out cells in pixels.
-        residual: Score this residual of x and G(ẑ) instead of the paper's map (|M̂| for RGI
-            and R-RGI, |x − G(ẑ)| for AnoGAN): ``"pixel"``, or a structural one that compares
-            texture rather than grain: ``"gms"``, ``"ssim_cs"``, ``"features"`` (residual.py).
-            None (default) keeps the paper's map; with hold-out it is ``"pixel"``.
+        architecture: The networks (``GanArchitecture``: backbone, widths, latent size, tiles).
+        training: GAN training (``GanTraining``: epochs, learning rate, losses, encoder term).
+        inversion: The solver's settings (``InversionSettings``); each left at None comes from
+            ``preset``.
+        preset: ``"fast"`` (default; docs/fast_inversion.md) or ``"paper"`` (Appendix G:
+            2000 Adam iterations, M a free variable), of the class's ``METHOD``, both defined
+            once in ``InversionConfig`` (inversion_config.py).
+        seed: Seed of the solver's latent pool and of GAN training samples.
+        pre_processor, post_processor, evaluator, visualizer: anomalib's components.
 
-    Solver settings left at None come from the preset of the class's ``METHOD``: ``"fast"`` (the
-    configuration measured in BENCHMARKS.md) or ``"paper"`` (Appendix G: 2000 Adam iterations,
-    M a free variable), both defined once in ``InversionConfig`` (solver.py).
+    The groups take their dataclass or a dict of its fields (a YAML mapping, a checkpoint).
     """
 
-    METHOD: ClassVar[Method] = "rgi"  # which preset of InversionConfig (solver.py)
+    METHOD: ClassVar[Method] = "rgi"  # which preset of InversionConfig (inversion_config.py)
 
     def __init__(
         self,
         image_size: int = 64,
-        latent_dim: int = 64,
-        backbone: Backbone = "fastgan",
-        base_width: int = 16,
-        max_width: int = 256,
-        spectral_norm: bool = True,
-        gan_loss: str = "nonsaturating",
-        r1_gamma: float = 0.0,
-        diff_augment: str = "",
-        lr_gan: float = 2e-4,
-        ema_decay: float = 0.999,
-        max_epochs: int = 100,
-        sample_every_n_epochs: int = 10,
+        # Frozen dataclasses: jsonargparse makes each a group of options (--model.training.*).
+        architecture: GanArchitecture = GanArchitecture(),  # noqa: B008
+        training: GanTraining = GanTraining(),  # noqa: B008
+        inversion: InversionSettings = InversionSettings(),  # noqa: B008
         preset: str = "fast",
-        lam: float | str | None = None,
-        lam_normal_rate: float = 0.005,
-        iterations: int | None = None,
-        lr_latent: float = 0.1,
-        lr_mask: float = 0.1,
-        mask_update: MaskUpdate | None = None,
-        mask_per_channel: bool = False,
-        discriminator_weight: float = 0.0,
-        finetune_iterations: int | None = None,
-        lr_finetune: float | None = None,
-        finetune_params: list[str] | tuple[str, ...] | None = None,
-        lr_schedule: LrSchedule | None = None,
-        init_candidates: int = 512,
-        init_distribution: LatentInit = "normal",
-        start_objective: Objective | None = None,
-        early_stop_patience: int | None = None,
         seed: int = 0,
-        compile_generator: bool = False,
-        tile_size: int | None = 32,
-        tile_stride: int | None = None,
-        crops_per_image: int = 4,
-        tile_finetune: str = "tile",
-        encoder_weight: float = 10.0,
-        holdout_phases: int = 0,
-        holdout_cell: int = 8,
-        residual: Residual | None = None,
         pre_processor: PreProcessor | bool = True,
         post_processor: torch.nn.Module | bool = True,
         evaluator: Any = True,
         visualizer: Any = True,
     ) -> None:
-        # A long signature: anomalib's CLI and YAML configs need every argument by name.
-        _check_training_args(
-            image_size,
-            tile_size,
-            crops_per_image,
-            gan_loss,
-            max_epochs,
-            encoder_weight,
-            diff_augment,
-        )
-        check_lam(lam, InversionConfig.fast(self.METHOD).objective)
-        if lam == AUTO and mask_update is None:
-            # The rule λ is set for, M̂ > 0, needs a mask that is exactly 0 below 2r² = λ: the
-            # closed form. An Adam-updated M hovers around 0 (|M| ~ its learning rate) and
-            # flags every pixel.
-            mask_update = "closed_form"
-        # The preset (fast or paper) of this class's method; arguments given override it.
-        given = {
-            "lam": None if lam == AUTO else lam,
-            "iterations": iterations,
-            "mask_update": mask_update,
-            "finetune_iterations": finetune_iterations,
-            "lr_generator": lr_finetune,
-            "finetune_params": None if finetune_params is None else tuple(finetune_params),
-            "early_stop_patience": early_stop_patience,
-            "lr_schedule": lr_schedule,
-            "start_objective": start_objective,
-        }
-        inversion = preset_config(
-            preset,
-            self.METHOD,
-            tile_size is not None,
-            **{k: v for k, v in given.items() if v is not None},
-            lr_latent=lr_latent,
-            lr_mask=lr_mask,
-            mask_per_channel=mask_per_channel,
-            discriminator_weight=discriminator_weight,
-            init_candidates=init_candidates,
-            init_distribution=init_distribution,
-            seed=seed,
-            holdout_phases=holdout_phases,
-            holdout_cell=holdout_cell,
-            residual=residual,
-        )
+        check_image_size(image_size)
+        arch = as_settings(architecture, GanArchitecture)
+        gan_training = as_settings(training, GanTraining)
+        settings = as_settings(inversion, InversionSettings)
+        check_lam(settings.lam, InversionConfig.fast(self.METHOD).objective)
+        config = solver_config(settings, preset, self.METHOD, arch.tile_size is not None, seed)
         if pre_processor is True:
             pre_processor = self.configure_pre_processor((image_size, image_size))
         super().__init__(
@@ -285,38 +105,42 @@ class GanInversionModule(
             evaluator=evaluator,
             visualizer=visualizer,
         )
-        # Store resolved values so a checkpoint reproduces inference even if defaults change.
-        self.hparams.update(
-            lam=AUTO if lam == AUTO else inversion.lam,
-            iterations=inversion.iterations,
-            mask_update=inversion.mask_update,
-            finetune_iterations=inversion.finetune_iterations,
-            lr_finetune=inversion.lr_generator,
-            finetune_params=list(inversion.finetune_params),
-            lr_schedule=inversion.lr_schedule,
-            early_stop_patience=inversion.early_stop_patience,
-            start_objective=inversion.start_objective,
+        self.architecture, self.gan_training = arch, gan_training
+        # Resolved values, so a checkpoint reproduces inference even if a preset changes;
+        # plain dicts, so that a weights_only load reads them.
+        self.inversion_settings = resolved(settings, config)
+        self.save_hyperparameters(
+            {
+                **self.hparams,
+                "architecture": dataclasses.asdict(arch),
+                "training": dataclasses.asdict(gan_training),
+                "inversion": dataclasses.asdict(self.inversion_settings),
+            }
         )
         self.automatic_optimization = False
         self.model = GanInversionModel(
             image_size=image_size,
-            inversion=inversion,
-            latent_dim=latent_dim,
-            base_width=base_width,
-            max_width=max_width,
-            backbone=backbone,
-            spectral_norm=spectral_norm,
-            compile_generator=compile_generator,
-            tile_size=tile_size,
-            tile_stride=tile_stride,
-            tile_finetune=tile_finetune,
-            encoder=encoder_weight > 0,
+            inversion=config,
+            latent_dim=arch.latent_dim,
+            base_width=arch.base_width,
+            max_width=arch.max_width,
+            backbone=arch.backbone,
+            spectral_norm=arch.spectral_norm,
+            compile_generator=settings.compile_generator,
+            tile_size=arch.tile_size,
+            tile_stride=arch.tile_stride,
+            encoder=gan_training.encoder_weight > 0,
         )
-        self._sample_latents = torch.randn(
-            16, latent_dim, generator=torch.Generator().manual_seed(seed)
-        )
-        self._reset_validation_gap()
+        self._sample_latents = sample_latents(arch.latent_dim, seed)
         self._reset_lam_residuals()
+
+    def configure_callbacks(self) -> Sequence[Callback] | Callback:
+        """The gap report and the sample grid, then anomalib's components."""
+        own = [
+            ReconstructionReport(),
+            GanSampleGrid(self.gan_training.sample_every_n_epochs, self._sample_latents),
+        ]
+        return [*own, *super().configure_callbacks()]
 
     # --- anomalib contract -------------------------------------------------------------------
     @classmethod
@@ -331,7 +155,7 @@ class GanInversionModule(
 
     @property
     def trainer_arguments(self) -> dict[str, Any]:
-        epochs = self.hparams.max_epochs
+        epochs = self.gan_training.max_epochs
         return {
             "max_epochs": epochs,
             # Validation inverts images (costly): run it once, after the last epoch, to fit the
@@ -389,6 +213,11 @@ class GanInversionModule(
         the harness also scores the rule M̂ > 0."""
         return self.model.inversion.scores_mask
 
+    # The flat init_args of before the nested settings -> their nested names (for errors).
+    moved_init_args: ClassVar[dict[str, str]] = {
+        old: f"{group}.{new}" for old, (group, new) in FLAT_TO_NESTED.items()
+    }
+
     # Solver settings a benchmark may change per defect category (the paper tunes λ per type).
     per_category_settings: ClassVar[frozenset[str]] = frozenset(
         f.name for f in dataclasses.fields(InversionConfig)
@@ -417,18 +246,15 @@ class GanInversionModule(
     def validation_step(self, batch: Batch, batch_idx: int = 0, *args, **kwargs) -> STEP_OUTPUT:
         del args, kwargs
         batch = self._invert_step(batch, batch_idx)
-        self._collect_validation_gap(batch)
         self._collect_lam_residuals(batch)
         return batch
 
     def on_validation_epoch_start(self) -> None:
-        self._reset_validation_gap()
         self._reset_lam_residuals()
 
     def on_validation_epoch_end(self) -> None:
-        # λ from this pass's normal residuals; the gap logged is that of this (preset-λ) pass.
+        # λ from this pass's normal residuals (the gap report logs this preset-λ pass's gap).
         self._calibrate_lam()
-        self._report_validation_gap()
 
     def test_step(self, batch: Batch, batch_idx: int = 0, *args, **kwargs) -> STEP_OUTPUT:
         del args, kwargs
@@ -438,11 +264,6 @@ class GanInversionModule(
         del args, kwargs
         return self._invert_step(batch, batch_idx)
 
-    def _output_dir(self) -> Path:
-        """Lightning's log dir, else its root dir. Call it on every rank: under DDP
-        ``trainer.log_dir`` is a broadcast, which hangs when only global zero asks."""
-        return Path(self.trainer.log_dir or self.trainer.default_root_dir)
-
     # --- checkpoints ---------------------------------------------------------------------------
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         # Which of Rgi / RRgi / AnoGan wrote it: `rgi-anomalib inpaint` loads the right class.
@@ -451,42 +272,35 @@ class GanInversionModule(
         super().on_save_checkpoint(checkpoint)
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        saved = checkpoint.get("hyper_parameters", {})
-        mismatched = {
-            key: (saved[key], self.hparams[key])
-            for key in ARCHITECTURE_KEYS
-            if key in saved and saved[key] != self.hparams[key]
-        }
-        if mismatched:
-            detail = ", ".join(
-                f"{key}={ckpt!r} in the checkpoint but {mine!r} here"
-                for key, (ckpt, mine) in mismatched.items()
-            )
-            options = " ".join(f"--model.{key} {ckpt}" for key, (ckpt, _) in mismatched.items())
-            msg = (
-                f"{self.__class__.__name__}: checkpoint does not fit this model ({detail}). "
-                f"Create the model with the checkpoint's settings, e.g. `{options}`."
-            )
-            raise ValueError(msg)
-        self._check_encoder(checkpoint)
+        name = self.__class__.__name__
+        check_architecture(name, checkpoint.get("hyper_parameters", {}), dict(self.hparams))
+        has_encoder = hasattr(self.model, "encoder")
+        check_encoder(name, checkpoint, has_encoder, self.gan_training.encoder_weight)
         self._load_lam(checkpoint)
         super().on_load_checkpoint(checkpoint)
 
-    def _check_encoder(self, checkpoint: dict[str, Any]) -> None:
-        """One clear error when the checkpoint and this model disagree on having an encoder
-        (checkpoints written before ``encoder_weight`` existed have none)."""
-        has_encoder = any(key.startswith("model.encoder.") for key in checkpoint["state_dict"])
-        if has_encoder == hasattr(self.model, "encoder"):
-            return
-        weight = checkpoint.get("hyper_parameters", {}).get("encoder_weight", 0.0)
-        msg = (
-            f"{self.__class__.__name__}: the checkpoint was trained "
-            f"{'with' if has_encoder else 'without'} an encoder, this model "
-            f"{'has none' if has_encoder else 'has one'} (encoder_weight="
-            f"{self.hparams.encoder_weight!r}). Create the model with the checkpoint's "
-            f"setting, e.g. `--model.encoder_weight {weight}`."
+    @classmethod
+    def load_from_checkpoint(  # type: ignore[override]
+        cls,
+        checkpoint_path: str | Path | IO[bytes],
+        map_location: Any = None,
+        hparams_file: str | Path | None = None,
+        strict: bool | None = None,
+        **kwargs: Any,
+    ) -> Any:
+        """Lightning's, for checkpoints with flat hyper-parameters too (written before the
+        nested settings), and with settings given flat (``encoder_weight=0.0``) or by group
+        (``training={"max_epochs": 1}``, merged into the checkpoint's group)."""
+        overrides, rest = split_overrides(kwargs)
+        weights_only = kwargs.get("weights_only")
+        nested = nested_checkpoint(checkpoint_path, overrides, map_location, weights_only)
+        return super().load_from_checkpoint(
+            checkpoint_path if nested is None else nested,
+            map_location=map_location,
+            hparams_file=hparams_file,
+            strict=strict,
+            **(rest if nested is not None else kwargs),
         )
-        raise ValueError(msg)
 
 
 class Rgi(GanInversionModule, AnomalibModule):

@@ -46,15 +46,6 @@ def check_tiling(image_size: int, tile_size: int | None, stride: int | None) -> 
         raise ValueError(msg)
 
 
-FINETUNE_PER = ("tile", "image")
-
-
-def check_finetune_per(finetune_per: str) -> None:
-    if finetune_per not in FINETUNE_PER:
-        msg = f"tile_finetune must be one of {FINETUNE_PER}, got {finetune_per!r}"
-        raise ValueError(msg)
-
-
 def random_crops(
     images: torch.Tensor, size: int, per_image: int = 1, generator: torch.Generator | None = None
 ) -> torch.Tensor:
@@ -79,17 +70,16 @@ def invert_tiled(
     discriminator: torch.nn.Module | None = None,
     pool: CandidatePool | None = None,
     chunk: int = 256,
-    finetune_per: str = "tile",
     missing: torch.Tensor | None = None,
     encoder: torch.nn.Module | None = None,
     progress: Progress | None = None,
 ) -> InversionResult:
     """Invert every tile (``chunk`` tiles per solve) and stitch restoration and mask back
     together; latents are B×tiles×d, losses summed per image. R-RGI fine-tunes one generator copy
-    per tile (``finetune_per="tile"``) or one per image, shared by its tiles (``"image"``).
+    per tile (``config.finetune_per="tile"``) or one per image, shared by its tiles (``"image"``).
     ``progress(done, total)`` counts iterations over all chunks (total: chunks × iterations); a
     chunk that stops early counts as complete when it returns."""
-    check_finetune_per(finetune_per)
+    finetune_per = config.finetune_per
     stride = stride or default_stride(images.shape[-1], tile_size)
     tiler = Tiler(tile_size=tile_size, stride=stride)
     tiles = tiler.tile(images)  # image-major: the tiles of image 0, then of image 1, ...

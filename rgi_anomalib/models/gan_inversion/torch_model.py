@@ -14,7 +14,7 @@ from .holdout import invert_held_out
 from .networks import Backbone, Discriminator, Encoder, Generator
 from .residual import residual_map
 from .solver import CandidatePool, InversionConfig, InversionResult, Progress, invert
-from .tiling import check_finetune_per, check_tiling, invert_tiled
+from .tiling import check_tiling, invert_tiled
 
 
 class RestorationBatch(NamedTuple):
@@ -67,15 +67,12 @@ class GanInversionModel(nn.Module):
         compile_generator: bool = False,
         tile_size: int | None = None,
         tile_stride: int | None = None,
-        tile_finetune: str = "tile",
         encoder: bool = False,
     ) -> None:
         super().__init__()
         check_tiling(image_size, tile_size, tile_stride)
-        check_finetune_per(tile_finetune)
         self.image_size, self.channels = image_size, channels
         self.tile_size, self.tile_stride = tile_size, tile_stride
-        self.tile_finetune = tile_finetune
         self.inversion = inversion
         gan_size = tile_size or image_size
         self.generator = Generator(gan_size, latent_dim, channels, base_width, max_width, backbone)
@@ -86,8 +83,8 @@ class GanInversionModel(nn.Module):
         if encoder:
             self.encoder = Encoder(gan_size, latent_dim, channels, base_width, max_width)
         self.generator_ema = copy.deepcopy(self.generator).eval().requires_grad_(False)
-        # The inverted copy runs channels-last: 1.16-1.4x faster solves on CPU
-        # (BENCHMARKS_backends.md); strides only, so values and checkpoints are unchanged.
+        # The inverted copy runs channels-last: faster solves on CPU (README.md); strides only,
+        # so values and checkpoints are unchanged.
         self.generator_ema.to(memory_format=torch.channels_last)
         self._pool = CandidatePool()
         # Shares generator_ema's parameters; set past nn.Module.__setattr__ so it is not a
@@ -138,7 +135,6 @@ class GanInversionModel(nn.Module):
             self.tile_stride,
             discriminator,
             self._pool,
-            finetune_per=self.tile_finetune,
             missing=missing,
             encoder=encoder,
             progress=progress,
