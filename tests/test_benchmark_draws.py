@@ -226,3 +226,11 @@ def test_nan_values_count_as_not_measured() -> None:
     table = runs.index(rows)
     assert verdicts.cell(verdicts.values(table, "patchcore", "crack", "gap_rmse")) == "–"
     assert verdicts.category_means(table, "patchcore", ["crack"], "gap_rmse") == [None] * 3
+
+
+def test_option_rows_are_tabled_after_the_paper_s_methods(tmp_path: Path) -> None:
+    """A row the paper does not have (an option such as rgi_features) gets its mean ± sd too."""
+    rows = _draws("rgi", (0.2, 0.2, 0.2)) + _draws("rgi_features", (0.3, 0.5, 0.4))
+    text = tables.report(rows, [tmp_path], "rgi-anomalib report ...")
+    assert "| rgi_features | 0.400 ± 0.100 | 0.400 ± 0.100 |" in text
+    assert text.index("| rgi |") < text.index("| rgi_features |")

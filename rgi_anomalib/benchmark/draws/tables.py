@@ -180,7 +180,10 @@ def report(
 ) -> str:
     table = index(rows)
     categories = list(dict.fromkeys(r["category"] for r in rows))
+    # The paper's methods and baselines first, then any other row of the runs (an option such as
+    # rgi_features): its metrics are tabled beside them; the claims stay about the paper's rows.
     methods = [m for m in MAIN_METHODS if (m, categories[0]) in table]
+    methods += [m for m in dict.fromkeys(r["model"] for r in rows) if m not in methods]
     draws = sorted({r["dataset"] for r in rows})
     flag_all = flag_all_row(run_dirs, rows)
     first = rows[0]
