@@ -234,3 +234,16 @@ def test_option_rows_are_tabled_after_the_paper_s_methods(tmp_path: Path) -> Non
     text = tables.report(rows, [tmp_path], "rgi-anomalib report ...")
     assert "| rgi_features | 0.400 ± 0.100 | 0.400 ± 0.100 |" in text
     assert text.index("| rgi |") < text.index("| rgi_features |")
+
+
+def test_models_option_keeps_only_the_rows_named(tmp_path: Path) -> None:
+    from rgi_anomalib.benchmark.draws.cli import main
+
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    rows = _draws("rgi", (0.2, 0.2, 0.2)) + _draws("rgi_gms", (0.3, 0.3, 0.3))
+    (run_dir / "results.json").write_text(json.dumps({"meta": {}, "rows": rows}))
+    out = tmp_path / "r.md"
+    assert main([str(run_dir), "--models", "rgi", "--out", str(out)]) == 0
+    assert "| rgi |" in out.read_text() and "rgi_gms" not in out.read_text()
+    assert main([str(run_dir), "--models", "nope"]) == 2

@@ -41,6 +41,12 @@ def _parser() -> argparse.ArgumentParser:
         help="run dirs of the same config and draws trained with another seed (--seeds): "
         "reported beside the main run, not averaged into it",
     )
+    p.add_argument(
+        "--models",
+        nargs="+",
+        help="report only these rows (default: every row of the runs); e.g. the rows a config "
+        "ran on every draw when one draw also ran others",
+    )
     return p
 
 
@@ -48,6 +54,11 @@ def _report(args: argparse.Namespace, argv: Sequence[str]) -> str:
     rows, taken = merge_baselines(
         load_runs(args.run_dirs), args.run_dirs, args.baselines, tuple(args.baseline_models)
     )
+    if args.models:
+        unknown = sorted(set(args.models) - {r["model"] for r in rows})
+        if unknown:
+            raise ReportError(f"--models: no rows of {', '.join(unknown)} in these runs")
+        rows = [r for r in rows if r["model"] in args.models]
     if not rows:
         raise ReportError(f"no rows in {', '.join(map(str, args.run_dirs))}")
     other_seed = None
