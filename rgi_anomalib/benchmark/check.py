@@ -21,7 +21,7 @@ from .config import ConfigError
 DEFAULT_METRIC = "dice_oracle_mean"
 # Dice is what the guard is for; pixel AUROC is far steadier across CPUs and GAN seeds (its
 # spread is a sixth of Dice's for AnoGAN), so it catches a broken solve that Dice's tolerance
-# lets through (measured: AnoGAN with no solve at all, BENCHMARKS_ci_guard.md).
+# lets through (measured: AnoGAN with no solve at all, docs/results/ci_guard.md).
 DEFAULT_METRICS = (DEFAULT_METRIC, "pixel_auroc")
 MIN_TOLERANCE = 0.02
 SPREAD_FACTOR = 3.0

@@ -19,7 +19,7 @@ FINETUNE_PER: tuple[str, ...] = ("tile", "image")
 @dataclass(frozen=True)
 class InversionConfig:
     """Hyper-parameters of one solve. Defaults are the paper's RGI protocol (Appendix G); the
-    Lightning models' defaults are the fast configuration (docs/fast_inversion.md)."""
+    Lightning models' defaults are the fast configuration (docs/results/fast_inversion.md)."""
 
     objective: Objective = "rgi"
     lam: float = 0.4
@@ -114,11 +114,12 @@ class InversionConfig:
 
     @classmethod
     def fast(cls, method: Method, tiles: bool = False, **changes: Any) -> InversionConfig:
-        """The models' defaults, measured against the paper protocol in BENCHMARKS.md
-        (docs/fast_inversion.md): 50 iterations, cosine learning rate; R-RGI fine-tunes for the
-        last 20 (lr 2e-4) with λ 0.12. With ``tiles`` (a tile generator), 30 iterations, RGI and
-        R-RGI start from the best l2 fit and R-RGI fine-tunes only the normalisation layers'
-        scales and shifts and the output layer per tile (lr 1e-2, still over the last 20)."""
+        """The models' defaults, measured against the paper protocol in
+        docs/results/inversion_speed.md (read in docs/results/fast_inversion.md): 50 iterations,
+        cosine learning rate; R-RGI fine-tunes for the last 20 (lr 2e-4) with λ 0.12. With
+        ``tiles`` (a tile generator), 30 iterations, RGI and R-RGI start from the best l2 fit and
+        R-RGI fine-tunes only the normalisation layers' scales and shifts and the output layer per
+        tile (lr 1e-2, still over the last 20)."""
         base = {"rgi": {}, "rrgi": _FAST_RRGI, "anogan": {"objective": "l2"}}[method]
         if tiles:
             base = {**base, **_FAST_TILES.get(method, {})}

@@ -66,7 +66,7 @@ class GanInversionModule(ExportRefusalMixin, GanTrainingMixin, LamCalibrationMix
         training: GAN training (``GanTraining``: epochs, learning rate, losses, encoder term).
         inversion: The solver's settings (``InversionSettings``); each left at None comes from
             ``preset``.
-        preset: ``"fast"`` (default; docs/fast_inversion.md) or ``"paper"`` (Appendix G:
+        preset: ``"fast"`` (default; docs/results/fast_inversion.md) or ``"paper"`` (Appendix G:
             2000 Adam iterations, M a free variable), of the class's ``METHOD``, both defined
             once in ``InversionConfig`` (inversion_config.py).
         seed: Seed of the solver's latent pool and of GAN training samples.

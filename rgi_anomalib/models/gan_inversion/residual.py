@@ -2,9 +2,10 @@
 
 The paper scores the pixel residual |x − G(ẑ)|. On real surfaces that residual has a grain floor:
 normal pixels carry sensor grain the generator cannot draw, and its 99th percentile exceeds the
-contrast of a mean-colour defect (docs/benchmark.md). A defect changes local *structure* (a flat
-patch where the surface has texture, an edge where it has none); grain does not, on average over
-a neighbourhood. Three structural residuals, each B×1×H×W and 0 where x and G(ẑ) agree:
+contrast of a mean-colour defect (docs/results/restoration.md). A defect changes local
+*structure* (a flat patch where the surface has texture, an edge where it has none); grain does
+not, on average over a neighbourhood. Three structural residuals, each B×1×H×W and 0 where x
+and G(ẑ) agree:
 
 - ``gms``: multi-scale gradient-magnitude similarity, 1 − GMS averaged over four scales
   (Zavrtanik et al., RIAD 2021, after Xue et al. 2014): compares edge strength, not grey level.

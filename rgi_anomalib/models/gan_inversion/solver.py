@@ -10,7 +10,7 @@ For images x (B×C×H×W in [-1, 1]) it minimises, independently per image,
   the current residual r, the optimal M = clip(1 − λ / (2r²), 0, 1), which turns eq. 3 into a
   bounded robust loss of z alone (same minimisers, fewer variables).
 - ``lr_schedule="cosine"`` decays the learning rates of z and M to 0 over the solve (the fast
-  defaults: fewer iterations, and a quiet M at the end; see docs/fast_inversion.md).
+  defaults: fewer iterations, and a quiet M at the end; see docs/results/fast_inversion.md).
 - R-RGI (eq. 4): as RGI, and for the last ``finetune_iterations`` the generator weights θ join the
   optimisation. Each image gets its own copy of θ (``torch.func.vmap`` over per-image weights), so
   nothing leaks from one test image to another and a batch solve equals B single solves.
