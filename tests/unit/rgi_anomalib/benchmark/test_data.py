@@ -14,7 +14,7 @@ from rgi_anomalib.benchmark.config import ConfigError, parse_config
 from rgi_anomalib.benchmark.data import from_datamodule, resolve_datamodule_class
 from rgi_anomalib.benchmark.images import Geometry, ImageListDataset, crop_to_box
 
-SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+SHARED_DATA = Path(__file__).resolve().parents[5] / "shared" / "data"
 
 
 def _config(tmp_path: Path, dataset: dict, **extra: object) -> dict:

@@ -11,7 +11,7 @@ import yaml
 from rgi_anomalib.benchmark.cli import main
 from rgi_anomalib.benchmark.config import ConfigError, parse_config
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[4]
 
 
 def _base(tmp_path: Path) -> dict:

@@ -6,20 +6,13 @@ need them skip cleanly when that directory is absent.
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 import pytest
 from PIL import Image
+from script_loader import load_script  # tests/helpers, on pytest's pythonpath
 
-# Make sbtad_helpers (here) and script_loader (tests/) importable whatever pytest's import mode is.
-for _helpers in (Path(__file__).parent, Path(__file__).parents[1]):
-    if str(_helpers) not in sys.path:
-        sys.path.insert(0, str(_helpers))
-
-from script_loader import load_script  # noqa: E402 - after the path it is found on
-
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[3]
 SHARED_DATA = REPO / ".." / "shared" / "data"
 GRID = SHARED_DATA / "mvtec_ad_grid_otx" / "data" / "mvtec"
 IND_KNN = SHARED_DATA / "mvtec_ad_ind_knn_ad" / "datasets"

@@ -17,7 +17,7 @@ from rgi_anomalib.data.validate import (
     validate_samples,
 )
 
-SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+SHARED_DATA = Path(__file__).resolve().parents[5] / "shared" / "data"
 
 
 def _truncate(path: Path) -> None:

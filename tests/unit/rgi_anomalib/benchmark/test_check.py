@@ -8,7 +8,7 @@ from pathlib import Path
 from rgi_anomalib.benchmark.check import check, make_baseline
 from rgi_anomalib.benchmark.cli import main
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[4]
 
 
 def _rows(values: dict[tuple[str, str], float], dataset: str = "d") -> list[dict]:

@@ -46,7 +46,7 @@ def test_defaults_are_fast_and_paper_configs_load_the_paper_protocol() -> None:
 
     import yaml
 
-    configs = Path(__file__).parents[1] / "configs" / "model"
+    configs = Path(__file__).parents[5] / "configs" / "model"
     classes = {"Rgi": Rgi, "RRgi": RRgi, "AnoGan": AnoGan}
 
     def load(name: str):
@@ -236,6 +236,6 @@ def test_inversion_settings_name_every_solver_setting_and_the_readme_every_flat_
     solver = {f.name for f in dataclasses.fields(InversionConfig)} - {"objective", "seed"}
     settings = {f.name for f in dataclasses.fields(InversionSettings)} - set(NOT_SOLVER_FIELDS)
     assert settings == solver
-    readme = (Path(__file__).parents[1] / "rgi_anomalib/models/gan_inversion/README.md").read_text()
+    readme = (Path(__file__).parents[5] / "rgi_anomalib/models/gan_inversion/README.md").read_text()
     table = readme.split("## Flat arguments")[1].split("## Results")[0]
     assert all(f"`{old}`" in table for old in FLAT_TO_NESTED)
