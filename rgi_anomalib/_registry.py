@@ -9,8 +9,9 @@ Two mechanisms, one public and one not:
 - lowercase names on the command line (``--model rgi``, ``--model r_rgi``) have no public hook:
   jsonargparse resolves a bare class name case-sensitively in the private function
   ``jsonargparse._typehints.resolve_class_path_by_name`` (also bound by name in
-  ``jsonargparse._from_config``), and we wrap it. tests/test_registry_guard.py fails, saying what
-  changed, when a jsonargparse or anomalib upgrade moves, renames or bypasses it; should that
+  ``jsonargparse._from_config``), and we wrap it.
+  tests/unit/rgi_anomalib/test_registry_guard.py fails, saying what changed, when a
+  jsonargparse or anomalib upgrade moves, renames or bypasses it; should that
   happen, the import still works (a warning, exact class names only) rather than breaking every
   ``import anomalib.models`` through the start-up hook.
 """
