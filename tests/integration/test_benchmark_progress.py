@@ -66,10 +66,8 @@ def test_benchmark_output_to_a_file_shows_progress_lines(
             {
                 "name": "rgi",
                 "init_args": {
-                    "max_epochs": 2,
-                    "iterations": 5,
-                    "init_candidates": 2,
-                    "sample_every_n_epochs": 0,
+                    "training": {"max_epochs": 2, "sample_every_n_epochs": 0},
+                    "inversion": {"iterations": 5, "init_candidates": 2},
                 },
             }
         ],
