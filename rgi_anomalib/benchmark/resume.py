@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from ..models.gan_inversion.flat_args import flatten_nested_args
 from .config import BenchmarkConfig, DatasetSpec, ModelSpec
 from .unit_store import (
     Scored,
@@ -60,13 +61,26 @@ def unit_key(
     return hashlib.sha256(text.encode()).hexdigest()
 
 
-def unit_keys(cfg: BenchmarkConfig, data: DatasetSpec, seed: int) -> dict[str, str]:
-    """Model name -> the key of its unit on this dataset and seed."""
+def unit_keys(
+    cfg: BenchmarkConfig, data: DatasetSpec, seed: int, *, flat_names: bool = False
+) -> dict[str, str]:
+    """Model name -> the key of its unit on this dataset and seed. ``flat_names``: the key the
+    unit had before the nested ``init_args`` (2026-12), hashed from the old flat spelling."""
     keys: dict[str, str] = {}
     for model in cfg.models:
+        if flat_names:
+            model = dataclasses.replace(model, init_args=flatten_nested_args(model.init_args))
         source = keys[model.fit_from] if model.fit_from else ""
         keys[model.name] = unit_key(cfg, data, model, seed, source)
     return keys
+
+
+def accepted_keys(cfg: BenchmarkConfig, data: DatasetSpec, seed: int) -> dict[str, tuple[str, ...]]:
+    """Model name -> the keys under which an earlier run's unit counts: today's, and the one it
+    had when it was written with flat init_args (the same settings, spelled the old way), so
+    that runs finished before the nested form resume instead of training again."""
+    keys, flat = unit_keys(cfg, data, seed), unit_keys(cfg, data, seed, flat_names=True)
+    return {name: tuple(dict.fromkeys((keys[name], flat[name]))) for name in keys}
 
 
 def work_dir(run_dir: Path, model: str, dataset: str, seed: int) -> Path:
@@ -112,6 +126,7 @@ class UnitResume:
     ) -> None:
         self.cfg, self.data, self.seed, self.options, self.log = cfg, data, seed, options, log
         self.keys = unit_keys(cfg, data, seed)
+        self.accepted = accepted_keys(cfg, data, seed)
         self.shared: dict[str, SharedWeights] = {}
         self._done: dict[str, Scored] = {}
         self._partial: dict[str, dict[str, Scored]] = {}
@@ -132,7 +147,7 @@ class UnitResume:
         units scored already."""
         models = self.cfg.models
         for spec in models:
-            found = load_done(self.work(spec), self.keys[spec.name])
+            found = load_done(self.work(spec), self.accepted[spec.name])
             if found is not None:
                 self._done[spec.name] = found
         for spec in models:
@@ -140,7 +155,7 @@ class UnitResume:
             refit = spec.name not in self._done and spec.fit_from is None
             if not (loaded_later or refit):
                 continue
-            saved = load_fitted_state(self.work(spec), self.keys[spec.name])
+            saved = load_fitted_state(self.work(spec), self.accepted[spec.name])
             if saved is not None:
                 state, seconds = saved
                 self.shared[spec.name] = SharedWeights(state, seconds, weights_digest(state), False)
@@ -148,7 +163,7 @@ class UnitResume:
                 self._retrain.add(spec.name)
         for spec in models:
             if spec.name not in self._done:
-                scored = load_categories(self.work(spec), self.keys[spec.name])
+                scored = load_categories(self.work(spec), self.accepted[spec.name])
                 if scored:
                     self._partial[spec.name] = scored
 
@@ -241,7 +256,7 @@ def describe_kept(cfg: BenchmarkConfig) -> list[str]:
     lines = []
     for spec in cfg.datasets:
         for seed in cfg.seeds:
-            keys = unit_keys(cfg, spec, seed)
+            keys = accepted_keys(cfg, spec, seed)
             for model in cfg.models:
                 work = work_dir(cfg.run_dir, model.name, spec.name, seed)
                 tag = f"{model.name} · {spec.name} · seed {seed}"
@@ -250,7 +265,7 @@ def describe_kept(cfg: BenchmarkConfig) -> list[str]:
     return lines
 
 
-def _kept_in(work: Path, key: str, tag: str) -> list[str]:
+def _kept_in(work: Path, key: tuple[str, ...], tag: str) -> list[str]:
     done = load_done(work, key)
     if done is not None:
         return [f"{tag}: finished ({len(done.rows)} categories scored)"]

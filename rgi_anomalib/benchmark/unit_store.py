@@ -58,13 +58,18 @@ def weights_digest(state: dict[str, Any]) -> str:
     return digest.hexdigest()
 
 
-def load_done(work: Path, key: str) -> Scored | None:
+def _key_matches(saved: str | None, key: str | tuple[str, ...]) -> bool:
+    """Whether a saved unit's key is ``key`` (or one of several accepted keys)."""
+    return saved in ((key,) if isinstance(key, str) else key)
+
+
+def load_done(work: Path, key: str | tuple[str, ...]) -> Scored | None:
     """The rows and qualitative samples of a finished unit with this key, else None."""
     path = work / DONE_FILE
     if not path.is_file():
         return None
     done = json.loads(path.read_text())
-    if done.get("key") != key:
+    if not _key_matches(done.get("key"), key):
         return None
     return Scored(done["rows"], _load_samples(work / SAMPLES_FILE), done.get("weights_sha256"))
 
@@ -102,13 +107,13 @@ def save_category(
         tmp.write_text(_record(key=key, row=row, weights_sha256=weights_sha256))
 
 
-def load_categories(work: Path, key: str) -> dict[str, Scored]:
+def load_categories(work: Path, key: str | tuple[str, ...]) -> dict[str, Scored]:
     """category -> its saved row and samples, for the categories of an unfinished unit scored
     with this key."""
     found: dict[str, Scored] = {}
     for path in sorted((work / CATEGORY_DIR).glob("*.json")):
         saved = json.loads(path.read_text())
-        if saved.get("key") == key:
+        if _key_matches(saved.get("key"), key):
             samples = _load_samples(path.with_suffix(".npz")).get(path.stem, [])
             found[path.stem] = Scored(saved["row"], samples, saved.get("weights_sha256"))
     return found
@@ -131,7 +136,9 @@ def save_fitted(work: Path, key: str, state: dict[str, Any], seconds: float) -> 
         torch.save({"key": key, "state_dict": state, "fit_seconds": seconds}, tmp)
 
 
-def load_fitted_state(work: Path, key: str) -> tuple[dict[str, Any], float] | None:
+def load_fitted_state(
+    work: Path, key: str | tuple[str, ...]
+) -> tuple[dict[str, Any], float] | None:
     """The saved weights and fit time of a source model with this key, else None."""
     import torch
 
@@ -139,7 +146,7 @@ def load_fitted_state(work: Path, key: str) -> tuple[dict[str, Any], float] | No
     if not path.is_file():
         return None
     saved = torch.load(path, map_location="cpu", weights_only=True)
-    if saved.get("key") != key:
+    if not _key_matches(saved.get("key"), key):
         return None
     return saved["state_dict"], float(saved["fit_seconds"])
 

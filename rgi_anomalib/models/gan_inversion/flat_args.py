@@ -94,3 +94,16 @@ def nest_checkpoint_hparams(hparams: dict[str, Any]) -> dict[str, Any]:
     nested = nest_flat_args(dict(hparams))
     nested.setdefault("training", {}).setdefault("encoder_weight", 0.0)
     return nested
+
+
+def flatten_nested_args(nested: dict[str, Any]) -> dict[str, Any]:
+    """The inverse of ``nest_flat_args``: nested groups spelled with the old flat names. The
+    benchmark hashes this form to recognise units that a run finished before the nested form."""
+    old_name = {place: name for name, place in FLAT_TO_NESTED.items()}
+    flat: dict[str, Any] = {}
+    for name, value in nested.items():
+        if name in GROUPS and isinstance(value, dict):
+            flat.update({old_name.get((name, key), key): item for key, item in value.items()})
+        else:
+            flat[name] = value
+    return flat
