@@ -164,3 +164,23 @@ def test_reused_samples_come_back_in_the_dataset_s_category_order(tmp_path: Path
     loaded = load_done(tmp_path, "k").samples  # the file keeps no order: sorted by name
     data = SimpleNamespace(categories={cat: [] for cat in [*order, "irregular"]})
     assert list(_in_dataset_order(data, loaded)) == order
+
+
+def test_units_finished_with_the_old_flat_init_args_are_reused(tmp_path: Path) -> None:
+    """A run written before the nested init_args (2026-12) hashed the flat spelling; the same
+    settings spelled the nested way find its rows, a changed setting does not."""
+    from rgi_anomalib.benchmark.resume import ResumeOptions, UnitResume
+
+    data = DatasetSpec("d", root=tmp_path)
+    nested = {"training": {"max_epochs": 2}, "inversion": {"lam": 0.1, "lr_generator": 1e-3}}
+    flat = {"max_epochs": 2, "lam": 0.1, "lr_finetune": 1e-3}
+    old_key = unit_key(_cfg(run_dir=tmp_path), data, ModelSpec("rgi", "rgi", init_args=flat), 0)
+    for init_args, reused in ((nested, True), ({**nested, "training": {"max_epochs": 3}}, False)):
+        rgi = ModelSpec("rgi", "rgi", init_args=init_args)
+        cfg = _cfg(run_dir=tmp_path, datasets=[data], models=[rgi])
+        resume = UnitResume(cfg, data, 0, ResumeOptions(enabled=True), log=lambda _: None)
+        assert resume.keys["rgi"] != old_key
+        resume.work(rgi).mkdir(parents=True, exist_ok=True)
+        save_done(resume.work(rgi), old_key, [{"category": "crack"}], None)
+        resume = UnitResume(cfg, data, 0, ResumeOptions(enabled=True), log=lambda _: None)
+        assert (resume.rows_before_fit(rgi) is not None) is reused
