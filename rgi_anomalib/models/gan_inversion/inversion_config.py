@@ -12,6 +12,8 @@ LrSchedule = Literal["constant", "cosine"]
 Method = Literal["rgi", "rrgi", "anogan"]  # the presets' names
 Residual = Literal["pixel", "gms", "ssim_cs", "features"]
 RESIDUALS: tuple[str, ...] = ("pixel", "gms", "ssim_cs", "features")
+# The residuals the robust data term can be computed on (differentiable and cheap).
+ROBUST_RESIDUALS: tuple[str, ...] = ("pixel", "gms", "ssim_cs")
 FinetunePer = Literal["tile", "image"]
 FINETUNE_PER: tuple[str, ...] = ("tile", "image")
 
@@ -53,6 +55,10 @@ class InversionConfig:
     holdout_phases: int = 0
     holdout_cell: int = 8
     residual: Residual | None = None
+    # The residual whose square the mask M weighs in the RGI data term: "pixel" (the paper's
+    # x − G(z)) or a structural one ("gms", "ssim_cs": residual.py), one map shared by the
+    # channels, so the mask pays for structure G cannot draw rather than for sensor grain.
+    robust_residual: Residual = "pixel"
 
     def __post_init__(self) -> None:
         errors = []
@@ -99,6 +105,13 @@ class InversionConfig:
             errors.append(
                 f"residual must be None or one of {', '.join(RESIDUALS)}, got {self.residual!r}"
             )
+        if self.robust_residual not in ROBUST_RESIDUALS:
+            errors.append(
+                f"robust_residual must be one of {', '.join(ROBUST_RESIDUALS)}, "
+                f"got {self.robust_residual!r}"
+            )
+        elif self.robust_residual != "pixel" and self.mask_per_channel:
+            errors.append("robust_residual other than 'pixel' needs mask_per_channel=False")
         if self.discriminator_weight < 0:
             errors.append(f"discriminator_weight must be >= 0, got {self.discriminator_weight!r}")
         if errors:

@@ -20,6 +20,8 @@ from typing import Any
 
 import torch
 
+from .objective import squared_residual
+
 logger = logging.getLogger(__name__)
 
 AUTO = "auto"
@@ -79,7 +81,9 @@ class LamCalibrationMixin:
         if not self.calibrates_on_normal_images or batch.gt_label is None:
             return
         restored = batch.restored_image * 2.0 - 1.0  # back to the solver's [-1, 1]
-        residual_sq = (batch.image.detach() - restored).pow(2).mean(dim=1)  # B×H×W
+        # the residual the mask weighs (pixel or structural), B×H×W
+        kind = self.model.inversion.robust_residual
+        residual_sq = squared_residual(batch.image.detach(), restored, False, kind)[:, 0]
         generator = torch.Generator().manual_seed(len(self._lam_residuals))
         for i in torch.nonzero(batch.gt_label.reshape(-1) == 0).flatten().tolist():
             values = residual_sq[i].flatten().cpu()

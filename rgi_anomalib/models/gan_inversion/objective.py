@@ -5,6 +5,7 @@ from __future__ import annotations
 import torch
 
 from .inversion_config import InversionConfig
+from .residual import structural_residual
 
 
 def closed_form_mask(residual_sq: torch.Tensor, lam: float) -> torch.Tensor:
@@ -13,11 +14,20 @@ def closed_form_mask(residual_sq: torch.Tensor, lam: float) -> torch.Tensor:
 
 
 def squared_residual(
-    images: torch.Tensor, generated: torch.Tensor, per_channel: bool
+    images: torch.Tensor, generated: torch.Tensor, per_channel: bool, kind: str = "pixel"
 ) -> torch.Tensor:
-    """Squared residual, averaged over channels when the mask is shared by all channels."""
-    sq = (images - generated).pow(2)
-    return sq if per_channel else sq.mean(dim=1, keepdim=True)
+    """Squared residual, averaged over channels when the mask is shared by all channels.
+
+    ``kind`` other than ``"pixel"``: the square of a structural residual (residual.py) of the
+    two, one map shared by the channels, so the mask pays for structure G cannot draw rather
+    than for grain. Leading dimensions broadcast, as for the pixel residual."""
+    if kind == "pixel":
+        sq = (images - generated).pow(2)
+        return sq if per_channel else sq.mean(dim=-3, keepdim=True)
+    images, generated = torch.broadcast_tensors(images, generated)
+    lead, (channels, height, width) = images.shape[:-3], images.shape[-3:]
+    flat = [(t.reshape(-1, channels, height, width) + 1.0) / 2.0 for t in (images, generated)]
+    return structural_residual(*flat, kind).pow(2).reshape(*lead, 1, height, width)
 
 
 def data_term(
@@ -38,7 +48,9 @@ def data_term(
         return (images - generated).abs().sum(dim=dims)
     channels = images.shape[-3]
     weight = 1.0 if config.mask_per_channel else float(channels)
-    residual_sq = squared_residual(images, generated, config.mask_per_channel)
+    residual_sq = squared_residual(
+        images, generated, config.mask_per_channel, config.robust_residual
+    )
     if mask is None:
         mask = closed_form_mask(residual_sq.detach(), config.lam)
     fit = ((1.0 - mask).pow(2) * residual_sq).sum(dim=dims)

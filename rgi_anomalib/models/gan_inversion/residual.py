@@ -27,8 +27,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .anomaly_map import to_grey
-from .inversion_config import RESIDUALS, Residual
+from .grey import to_grey
+from .inversion_config import RESIDUALS, ROBUST_RESIDUALS, Residual
 
 # RIAD's constant for images in [0, 1] and its scales (full, 1/2, 1/4, 1/8).
 GMS_C = 0.0026
@@ -112,6 +112,17 @@ def feature_residual(x: torch.Tensor, restored: torch.Tensor) -> torch.Tensor:
         distance = 1 - F.cosine_similarity(fx, fr, dim=1, eps=1e-6).unsqueeze(1)
         total += F.interpolate(distance, size=x.shape[-2:], mode="bilinear")
     return total / len(features)
+
+
+def structural_residual(x: torch.Tensor, restored: torch.Tensor, kind: str) -> torch.Tensor:
+    """The differentiable structural residuals the solve's robust term may use (``gms``,
+    ``ssim_cs``); images B×C×H×W in [0, 1]. ``features`` is left out: back-propagating through
+    the CNN at every iteration of every tile's solve costs several times the solve itself."""
+    if kind == "gms":
+        return gms_residual(x, restored)
+    if kind == "ssim_cs":
+        return ssim_cs_residual(x, restored)
+    raise ValueError(f"robust_residual must be one of {', '.join(ROBUST_RESIDUALS)}, got {kind!r}")
 
 
 def residual_map(x: torch.Tensor, restored: torch.Tensor, kind: Residual) -> torch.Tensor:

@@ -149,6 +149,7 @@ class InversionSettings:
     holdout_phases: int | None = None
     holdout_cell: int | None = None
     residual: Residual | None = None
+    robust_residual: Residual | None = None
 
     def __post_init__(self) -> None:
         if isinstance(self.lam, str) and self.lam != AUTO:

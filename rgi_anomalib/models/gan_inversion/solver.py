@@ -221,7 +221,9 @@ def _optimise(
         restored = generate(generator, latent, weights)
         seen = hide_missing(restored, images, missing)
         if config.uses_mask and mask is None:
-            residual_sq = squared_residual(images, seen, config.mask_per_channel)
+            residual_sq = squared_residual(
+                images, seen, config.mask_per_channel, config.robust_residual
+            )
             mask = closed_form_mask(residual_sq, config.lam)
         loss = data_term(images, seen, config, mask)
     return InversionResult(

@@ -136,3 +136,68 @@ def test_the_model_scores_the_chosen_residual_of_the_held_out_restoration(
         assert {t for _, t in calls} == {total} and calls[-1][0] == total
         done = [d for d, _ in calls]
         assert done == sorted(done) and len(done) == total  # one call per iteration, 2 solves
+
+
+def _flagged(defective: torch.Tensor, normal: torch.Tensor, clean: torch.Tensor, kind: str):
+    """The share of the defect's pixels the closed-form mask flags when λ lets it flag 0.5 % of
+    a normal image's pixels (the rule of lam="auto"), with the robust term on ``kind``."""
+    from rgi_anomalib.models.gan_inversion.lam_calibration import lam_for_normal_rate
+    from rgi_anomalib.models.gan_inversion.objective import closed_form_mask, squared_residual
+
+    def to_solver(t: torch.Tensor) -> torch.Tensor:
+        return t * 2 - 1
+
+    normal_sq = squared_residual(to_solver(normal), to_solver(clean), False, kind)
+    lam = lam_for_normal_rate(normal_sq, 0.005)
+    defect_sq = squared_residual(to_solver(defective), to_solver(clean), False, kind)
+    return closed_form_mask(defect_sq, lam)
+
+
+def test_the_robust_term_on_structure_flags_a_defect_below_the_grain_floor() -> None:
+    """The mask of eq. 3 pays for what the residual shows: on pixels, grain as much as a
+    mean-colour patch; on SSIM's contrast-structure term, the patch."""
+    texture, noisy = _surface()
+    defective, mask = _flat_defect(noisy)
+    on_pixels = _flagged(defective, noisy, texture, "pixel")
+    on_structure = _flagged(defective, noisy, texture, "ssim_cs")
+    inside = mask.expand_as(on_pixels)
+    assert (on_pixels[inside] > 0).float().mean() < 0.3
+    assert (on_structure[inside] > 0).float().mean() > 0.6
+    assert (on_structure[~inside] > 0).float().mean() < 0.1
+
+
+def test_the_structural_squared_residual_broadcasts_like_the_pixel_one() -> None:
+    """The start's candidate search compares B images with K candidates (B×1 against 1×K)."""
+    from rgi_anomalib.models.gan_inversion.objective import squared_residual
+
+    torch.manual_seed(0)
+    images, candidates = torch.rand(2, 1, 3, 16, 16) * 2 - 1, torch.rand(1, 4, 3, 16, 16) * 2 - 1
+    table = squared_residual(images, candidates, False, "gms")
+    assert table.shape == (2, 4, 1, 16, 16)
+    one = squared_residual(images[1], candidates[0, 2:3], False, "gms")
+    torch.testing.assert_close(table[1, 2], one[0])
+
+
+def test_a_solve_with_the_robust_term_on_structure_lowers_its_objective() -> None:
+    torch.manual_seed(0)
+    generator = _Lowpass()
+    images = generator(torch.randn(2, 3 * 64) * 0.3).detach()
+    images[..., 10:20, 10:20] = images.mean()
+    config = InversionConfig(
+        lam=0.05, iterations=40, robust_residual="ssim_cs", init_candidates=4, lr_latent=0.05
+    )
+    result = invert(generator, images, config)
+    assert result.loss_history[-1] < 0.7 * result.loss_history[0]
+    assert result.mask is not None and result.mask.shape == (2, 1, 32, 32)
+
+
+@pytest.mark.parametrize(
+    ("changes", "message"),
+    [
+        ({"robust_residual": "features"}, "robust_residual must be one of pixel, gms, ssim_cs"),
+        ({"robust_residual": "gms", "mask_per_channel": True}, "needs mask_per_channel=False"),
+    ],
+)
+def test_robust_residual_settings_are_checked(changes: dict, message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        InversionConfig(**changes)
