@@ -11,7 +11,7 @@ $(STAMP): pyproject.toml hatch_build.py
 	$(BIN)/pip install -q --upgrade pip
 	# The CPU machines here serve this exact torch build from local disk.
 	$(BIN)/pip install -q "torch==2.14.1" "torchvision==0.29.1"
-	$(BIN)/pip install -q -e ".[dev,elpv,weights]"
+	$(BIN)/pip install -q -e ".[dev,elpv,weights,scale,tracking]"
 	touch $(STAMP)
 
 install: $(STAMP)

@@ -80,6 +80,33 @@ def _parser() -> argparse.ArgumentParser:
         help="let the config's class_path import from MODULE (and its submodules); without it "
         "only anomalib, rgi_anomalib and synthetic_btad are imported (importing runs code)",
     )
+    p.add_argument(
+        "--workers",
+        type=int,
+        metavar="N",
+        help="run the independent units (model × dataset × seed) as Ray tasks, N at a time on "
+        "this machine, or on the cluster of --ray-address (needs the [scale] extra); a unit "
+        "that loads another's generator (fit_from) runs after it",
+    )
+    p.add_argument(
+        "--threads-per-worker",
+        type=int,
+        metavar="T",
+        help="torch threads (and Ray CPUs) per unit with --workers (default: cores / N)",
+    )
+    p.add_argument(
+        "--ray-address",
+        metavar="ADDRESS",
+        help="with --workers: join this Ray cluster (e.g. ray://head:10001 or auto) instead of "
+        "starting Ray here; the run directory must be on a filesystem every node sees",
+    )
+    p.add_argument(
+        "--mlflow",
+        metavar="URI",
+        help="also log every unit as an MLflow run in this tracking store: an SQLite file "
+        "(sqlite:///FILE.db or a path ending in .db) or a folder (file:PATH or another path); "
+        "needs the [tracking] extra; off by default",
+    )
     p.add_argument("--make-baseline", metavar="OUT", help="write a baseline JSON from --from-runs")
     p.add_argument(
         "--from-runs",
@@ -135,15 +162,25 @@ def _machine() -> dict[str, object]:
 
 
 def _run(
-    cfg: BenchmarkConfig, prepared: dict[str, Any] | None, resume: ResumeOptions
+    cfg: BenchmarkConfig,
+    prepared: dict[str, Any] | None,
+    resume: ResumeOptions,
+    parallel: Any = None,
 ) -> tuple[list[dict], str]:
+    """Run the config, serially or (``parallel``: ``ParallelOptions``) as Ray tasks."""
     from rich.console import Console
 
     from .report import write_outputs
-    from .runner import run_benchmark
 
     console = Console()
-    result = run_benchmark(cfg, console=console, prepared=prepared, resume=resume)
+    if parallel is None:
+        from .runner import run_benchmark
+
+        result = run_benchmark(cfg, console=console, prepared=prepared, resume=resume)
+    else:
+        from .parallel import run_parallel
+
+        result = run_parallel(cfg, console, prepared, resume, parallel)
     meta = {
         "config_source": cfg.source,
         "config": cfg.raw,
@@ -281,6 +318,29 @@ def _remove_unused_run_dir(run_dir: Path) -> bool:
     return True
 
 
+def _parallel_options(args: argparse.Namespace) -> Any:
+    """``ParallelOptions`` with --workers (checked, Ray importable), else None: the serial path
+    imports nothing of Ray."""
+    if args.workers is None:
+        if args.threads_per_worker is not None or args.ray_address:
+            raise ConfigError("--threads-per-worker and --ray-address need --workers N")
+        return None
+    from .parallel import ParallelOptions, check_options
+
+    options = ParallelOptions(args.workers, args.threads_per_worker, args.ray_address)
+    check_options(options)
+    return options
+
+
+def _tracking(args: argparse.Namespace) -> Any:
+    """An ``MlflowTracking`` with --mlflow (checked, MLflow importable), else None."""
+    if not args.mlflow:
+        return None
+    from .tracking import MlflowTracking
+
+    return MlflowTracking.open(args.mlflow)
+
+
 def _run_config(args: argparse.Namespace, argv: Sequence[str] = ()) -> list[dict[str, Any]]:
     overrides = Overrides(
         run_dir=args.run_dir,
@@ -291,10 +351,14 @@ def _run_config(args: argparse.Namespace, argv: Sequence[str] = ()) -> list[dict
         resume=args.resume,
     )
     cfg, resume = overrides.apply(load_config(args.config))
+    parallel = _parallel_options(args)
+    tracking = _tracking(args)
     prepared = _check_sources(cfg)
     created = _prepare_run_dir(cfg.run_dir, args.overwrite, args.resume)
     try:
-        rows, _ = _run(cfg, prepared, resume)
+        rows, _ = _run(cfg, prepared, resume, parallel)
+        if tracking is not None:
+            tracking.log_run(cfg, rows)
     except BaseException as exc:
         if _is_interrupt(exc):
             raise RunInterruptedError(_interrupted_message(cfg, argv)) from None

@@ -167,6 +167,22 @@ class UnitResume:
                 if scored:
                     self._partial[spec.name] = scored
 
+    def load_source_fit(self, spec: ModelSpec, trained_now: bool = False) -> None:
+        """For a unit run apart from its source (a parallel run): the weights of its
+        ``fit_from`` from the source unit's ``fitted.pt``, unless they are not needed (no
+        source, already held, or this unit finished by an earlier run). ``trained_now``: the
+        source's unit trained them in this run (not an earlier one)."""
+        source = spec.fit_from
+        if source is None or source in self.shared or spec.name in self._done:
+            return
+        work = work_dir(self.cfg.run_dir, source, self.data.name, self.seed)
+        saved = load_fitted_state(work, self.keys[source])
+        if saved is None:
+            msg = f"{spec.name}: the fit of {source} is not in {work} (its unit must run first)"
+            raise RuntimeError(msg)
+        state, seconds = saved
+        self.shared[source] = SharedWeights(state, seconds, weights_digest(state), trained_now)
+
     def weights_to_load(self, spec: ModelSpec) -> SharedWeights | None:
         """What ``spec`` loads instead of training: its source's weights (``fit_from``), or its
         own fit kept by an earlier run that stopped while testing; None: it trains."""
@@ -243,6 +259,11 @@ class UnitResume:
             state = {k: v.detach().clone() for k, v in state_dict.items()}
             self.shared[spec.name] = SharedWeights(state, seconds, weights_digest(state), True)
             save_fitted(self.work(spec), self.keys[spec.name], state, seconds)
+
+    def trained_now(self, spec: ModelSpec) -> bool:
+        """Whether this run trained the weights ``spec`` shares (its own fit)."""
+        weights = self.shared.get(spec.name)
+        return weights is not None and weights.trained_now
 
     def weights_sha256(self, spec: ModelSpec) -> str | None:
         """The digest recorded with the rows of ``spec`` (None: no shared weights)."""

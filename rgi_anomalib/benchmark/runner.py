@@ -179,6 +179,73 @@ def _test(
     return rows
 
 
+class NoSteps:
+    """A progress that shows nothing: a unit run apart (a Ray task) reports through its log."""
+
+    def add_task(self, description: str, total: int) -> int:
+        return 0
+
+    def update(self, task: int, description: str) -> None:
+        return None
+
+    def advance(self, task: int, advance: int = 1) -> None:
+        return None
+
+
+def prepare_datasets(
+    cfg: BenchmarkConfig, console: Any, prepared: dict[str, DatasetInfo] | None
+) -> tuple[list[DatasetInfo], list[str]]:
+    """Every dataset of the config (those in ``prepared`` as they are, the others prepared,
+    built if need be, and checked), and the run's notes (printed)."""
+    prepared = prepared or {}
+    datasets = [prepared.get(d.name) or prepare_dataset(d, cfg, console.log) for d in cfg.datasets]
+    check_per_category(cfg.models, datasets)
+    notes = [n for m in cfg.models for n in m.notes] + [n for d in datasets for n in d.notes]
+    for note in notes:
+        console.print(f"[yellow]note:[/] {note}")
+    return datasets, notes
+
+
+def run_unit(
+    cfg: BenchmarkConfig,
+    data: DatasetInfo,
+    seed: int,
+    model: str,
+    resume: ResumeOptions,
+    console: Any,
+    keep_samples: bool,
+    source_trained: bool = False,
+) -> UnitOutcome:
+    """One model on one dataset and seed, on its own (a Ray task): its source's weights
+    (``fit_from``) come from the run directory, where the source's unit saved them."""
+    spec = next(m for m in cfg.models if m.name == model)
+    cls = check_model_spec(spec, cfg)
+    dataset = next(d for d in cfg.datasets if d.name == data.name)
+    policy = UnitResume(cfg, dataset, seed, resume, console.log)
+    policy.load_source_fit(spec, source_trained)
+    progress = NoSteps()
+    ctx = _Context(cfg, data, seed, console, progress, 0, policy)
+    qualitative: Qualitative = {}
+    with quiet_lightning():
+        rows = _run_model(ctx, spec, cls, qualitative if keep_samples else None)
+    return UnitOutcome(rows, qualitative.get(spec.name), policy.reused, policy.trained_now(spec))
+
+
+@dataclass
+class UnitOutcome:
+    """What one unit run apart returns to the driver."""
+
+    rows: list[dict[str, Any]]
+    samples: dict[str, list[dict[str, Any]]] | None  # category -> qualitative samples
+    reused: int  # 1 when its rows came from an earlier run (--resume)
+    trained: bool = False  # it trained weights that later units load (fit_from)
+
+
+def resume_note(cfg: BenchmarkConfig, reused: int) -> str:
+    total = len(cfg.models) * len(cfg.seeds) * len(cfg.datasets)
+    return f"--resume: {reused} of {total} model runs reused from {cfg.run_dir}/work"
+
+
 def run_benchmark(
     cfg: BenchmarkConfig,
     console: Any = None,
@@ -199,15 +266,8 @@ def run_benchmark(
     rows: list[dict[str, Any]] = []
     qualitative: Qualitative = {}
     reused = 0
-    prepared = prepared or {}
     with quiet_lightning():
-        datasets = [
-            prepared.get(d.name) or prepare_dataset(d, cfg, console.log) for d in cfg.datasets
-        ]
-        check_per_category(cfg.models, datasets)
-        notes = [n for m in cfg.models for n in m.notes] + [n for d in datasets for n in d.notes]
-        for note in notes:
-            console.print(f"[yellow]note:[/] {note}")
+        datasets, notes = prepare_datasets(cfg, console, prepared)
         steps = sum(len(cfg.models) * len(cfg.seeds) * (2 + len(d.categories)) for d in datasets)
         with _progress(console) as progress:
             task = progress.add_task("benchmark", total=steps)
@@ -221,7 +281,6 @@ def run_benchmark(
                         rows += _run_model(ctx, model, cls, qualitative if first else None)
                     reused += policy.reused
     if resume.enabled:
-        total = len(cfg.models) * len(cfg.seeds) * len(datasets)
-        notes.append(f"--resume: {reused} of {total} model runs reused from {cfg.run_dir}/work")
+        notes.append(resume_note(cfg, reused))
         console.print(f"[yellow]note:[/] {notes[-1]}")
     return RunResult(rows, qualitative, notes, time.perf_counter() - t0)

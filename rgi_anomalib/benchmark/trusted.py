@@ -53,3 +53,8 @@ def import_trusted(class_path: str, what: str) -> Any:
         return getattr(importlib.import_module(module_name), attr)
     except (ImportError, AttributeError) as exc:
         raise ConfigError(f"cannot import {what} {class_path!r}: {exc}") from exc
+
+
+def allowed_modules() -> tuple[str, ...]:
+    """The modules ``allow_modules`` trusts in this process (passed on to worker processes)."""
+    return _allowed

@@ -1,0 +1,123 @@
+"""``rgi-anomalib benchmark --workers 2 --mlflow URI``: the units as Ray tasks (local Ray, two
+workers) give the serial run's rows; a later serial ``--resume`` reuses them; every unit is an
+MLflow run that the client reads back (a file store)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+SCRIPT = Path(sys.executable).parent / "rgi-anomalib"
+# What differs between two runs of the same rows: the clock.
+TIMES = ("fit_seconds", "test_seconds_per_image")
+
+pytest.importorskip("ray", reason="the [scale] extra (make install installs it)")
+pytest.importorskip("mlflow", reason="the [tracking] extra (make install installs it)")
+
+
+def _config(tmp_path: Path, root: Path) -> Path:
+    """Two seeds × (RGI, and AnoGAN on RGI's generator): four units, two of them waiting."""
+    gan = {
+        "training": {"max_epochs": 2, "sample_every_n_epochs": 0},
+        "inversion": {"iterations": 4, "init_candidates": 4},
+    }
+    config = {
+        "run_dir": str(tmp_path / "unused"),
+        "image_size": 32,
+        "seeds": [0, 1],
+        "train_batch_size": 8,
+        "calibration_images": 2,
+        "qualitative_images": 1,
+        "datasets": [{"name": "tiny", "root": str(root)}],
+        "models": [
+            {"name": "rgi", "init_args": gan},
+            {"name": "anogan", "fit_from": "rgi", "init_args": gan},
+        ],
+    }
+    path = tmp_path / "tiny_parallel.yaml"
+    path.write_text(yaml.safe_dump(config))
+    return path
+
+
+def _benchmark(*args: str) -> subprocess.CompletedProcess:
+    proc = subprocess.run(
+        [str(SCRIPT), "benchmark", *args], capture_output=True, text=True, timeout=600
+    )
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    return proc
+
+
+def _rows(run_dir: Path) -> list[dict]:
+    rows = json.loads((run_dir / "results.json").read_text())["rows"]
+    return [{k: v for k, v in row.items() if k not in TIMES} for row in rows]
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory: pytest.TempPathFactory, folder_dataset_factory) -> dict[str, Path]:
+    tmp = tmp_path_factory.mktemp("parallel")
+    root = folder_dataset_factory(tmp / "data", n_train=16, n_test=3, n_good=3)
+    config = _config(tmp, root)
+    serial, parallel, store = tmp / "serial", tmp / "parallel", tmp / "mlflow.db"
+    _benchmark("--config", str(config), "--run-dir", str(serial))
+    proc = _benchmark(
+        "--config", str(config), "--run-dir", str(parallel), "--workers", "2",
+        "--threads-per-worker", "1", "--mlflow", str(store),
+    )  # fmt: skip
+    return {"config": config, "serial": serial, "parallel": parallel, "store": store,
+            "log": proc.stdout}  # fmt: skip
+
+
+@pytest.mark.slow
+def test_parallel_rows_equal_the_serial_rows(runs: dict) -> None:
+    assert "Ray: 2 workers × 1 threads on this machine" in runs["log"]
+    assert "[4/4 units]" in runs["log"]
+    serial, parallel = _rows(runs["serial"]), _rows(runs["parallel"])
+    assert [(r["model"], r["seed"]) for r in parallel] == [
+        ("rgi", 0), ("anogan", 0), ("rgi", 1), ("anogan", 1)
+    ]  # fmt: skip
+    assert parallel == serial
+    # AnoGAN loaded RGI's generator from the run directory: RGI's fit time is what it reports.
+    rows = json.loads((runs["parallel"] / "results.json").read_text())["rows"]
+    fit = {(r["model"], r["seed"]): r["fit_seconds"] for r in rows}
+    assert fit[("anogan", 0)] == fit[("rgi", 0)] and fit[("anogan", 1)] == fit[("rgi", 1)]
+    assert (runs["parallel"] / "qualitative.png").is_file()
+
+
+@pytest.mark.slow
+def test_a_serial_resume_reuses_every_unit_of_a_parallel_run(runs: dict) -> None:
+    proc = _benchmark("--config", str(runs["config"]), "--run-dir", str(runs["parallel"]),
+                      "--resume")  # fmt: skip
+    assert "--resume: 4 of 4 model runs reused" in proc.stdout
+    assert "fit  rgi" not in proc.stdout
+
+
+@pytest.mark.slow
+def test_every_unit_is_an_mlflow_run_with_its_params_metrics_and_artifacts(runs: dict) -> None:
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(tracking_uri=f"sqlite:///{runs['store']}")
+    experiment = client.get_experiment_by_name("rgi-anomalib/tiny_parallel")
+    found = client.search_runs([experiment.experiment_id])
+    assert sorted(r.info.run_name for r in found) == [
+        "anogan · tiny · seed 0", "anogan · tiny · seed 1", "rgi · tiny · seed 0",
+        "rgi · tiny · seed 1",
+    ]  # fmt: skip
+    run = next(r for r in found if r.info.run_name == "anogan · tiny · seed 1")
+    params, metrics = run.data.params, run.data.metrics
+    assert params["fit_from"] == "rgi" and params["seed"] == "1" and params["form"] == "-"
+    assert json.loads(params["dataset_source"])["root"].endswith("data")
+    assert json.loads(params["init_args"])["inversion"]["iterations"] == 4
+    row = next(
+        r for r in json.loads((runs["parallel"] / "results.json").read_text())["rows"]
+        if r["model"] == "anogan" and r["seed"] == 1
+    )  # fmt: skip
+    for column in ("dice_oracle_mean", "dice_dataset_mean", "dice_label_free_mean",
+                   "pixel_auroc", "image_auroc", "aupro", "gap_rmse", "fit_seconds"):  # fmt: skip
+        assert metrics[f"defect/{column}"] == pytest.approx(row[column])
+    artifacts = {a.path for a in client.list_artifacts(run.info.run_id)}
+    assert {"results.md", "dice_bar.png", "qualitative.png", "init_args.json"} <= artifacts
