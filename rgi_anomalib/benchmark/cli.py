@@ -195,7 +195,35 @@ def _run(
     print()
     print(table)
     print(f"run time {result.seconds:.1f} s; results in {cfg.run_dir} (all tables: results.md)")
+    _write_draws_report(cfg, result.rows)
     return result.rows, table
+
+
+DRAWS_REPORT = "report.md"
+
+
+def _write_draws_report(cfg: BenchmarkConfig, rows: list[dict]) -> None:
+    """A config with several draws of one dataset build (elpv_table2_cpu.yaml: seeds 0, 1, 2)
+    also gets the report over them (mean ± sd, verdicts: ``rgi-anomalib report``) in
+    RUN_DIR/report.md. A report that cannot be made is a note: the run's tables stand."""
+    from rgi_anomalib.utils import atomic_path
+
+    from .draws.runs import ReportError, draws_of
+    from .draws.tables import report
+
+    draws = draws_of(cfg.datasets)
+    drawn = [r for r in rows if r["dataset"] in draws]
+    if not drawn:
+        return
+    command = f"rgi-anomalib report {cfg.run_dir}"
+    try:
+        text = report(drawn, [cfg.run_dir], command)
+    except (ReportError, ValueError, KeyError) as exc:
+        print(f"note: no report over the draws {', '.join(draws)}: {exc}")
+        return
+    with atomic_path(cfg.run_dir / DRAWS_REPORT) as tmp:
+        tmp.write_text(text)
+    print(f"report over the draws {', '.join(draws)} (mean ± sd): {cfg.run_dir / DRAWS_REPORT}")
 
 
 def _make_baseline(args: argparse.Namespace, argv: list[str]) -> int:

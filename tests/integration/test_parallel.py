@@ -1,6 +1,6 @@
 """``rgi-anomalib benchmark --workers 2 --mlflow URI``: the units as Ray tasks (local Ray, two
-workers) give the serial run's rows; a later serial ``--resume`` reuses them; every unit is an
-MLflow run that the client reads back (a file store)."""
+workers) give the serial run's rows, and the report over the config's two draws; a later serial
+``--resume`` reuses them; every unit is an MLflow run that the client reads back (SQLite)."""
 
 from __future__ import annotations
 
@@ -20,20 +20,25 @@ pytest.importorskip("ray", reason="the [scale] extra (make install installs it)"
 pytest.importorskip("mlflow", reason="the [tracking] extra (make install installs it)")
 
 
-def _config(tmp_path: Path, root: Path) -> Path:
-    """Two seeds × (RGI, and AnoGAN on RGI's generator): four units, two of them waiting."""
+def _config(tmp_path: Path) -> Path:
+    """Two draws of a synthetic build × (RGI, and AnoGAN on RGI's generator): four units, two
+    of them waiting for their source."""
     gan = {
         "training": {"max_epochs": 2, "sample_every_n_epochs": 0},
         "inversion": {"iterations": 4, "init_candidates": 4},
     }
+    build = {"size": 32, "n_train": 16, "n_test_per_category": 2, "fill": "random"}
     config = {
         "run_dir": str(tmp_path / "unused"),
         "image_size": 32,
-        "seeds": [0, 1],
+        "categories": ["crack", "scratch"],
         "train_batch_size": 8,
         "calibration_images": 2,
         "qualitative_images": 1,
-        "datasets": [{"name": "tiny", "root": str(root)}],
+        "datasets": [
+            {"name": "draw0", "build": {**build, "seed": 0}},
+            {"name": "draw1", "build": {**build, "seed": 1}},
+        ],
         "models": [
             {"name": "rgi", "init_args": gan},
             {"name": "anogan", "fit_from": "rgi", "init_args": gan},
@@ -58,10 +63,9 @@ def _rows(run_dir: Path) -> list[dict]:
 
 
 @pytest.fixture(scope="module")
-def runs(tmp_path_factory: pytest.TempPathFactory, folder_dataset_factory) -> dict[str, Path]:
+def runs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     tmp = tmp_path_factory.mktemp("parallel")
-    root = folder_dataset_factory(tmp / "data", n_train=16, n_test=3, n_good=3)
-    config = _config(tmp, root)
+    config = _config(tmp)
     serial, parallel, store = tmp / "serial", tmp / "parallel", tmp / "mlflow.db"
     _benchmark("--config", str(config), "--run-dir", str(serial))
     proc = _benchmark(
@@ -77,15 +81,22 @@ def test_parallel_rows_equal_the_serial_rows(runs: dict) -> None:
     assert "Ray: 2 workers × 1 threads on this machine" in runs["log"]
     assert "[4/4 units]" in runs["log"]
     serial, parallel = _rows(runs["serial"]), _rows(runs["parallel"])
-    assert [(r["model"], r["seed"]) for r in parallel] == [
-        ("rgi", 0), ("anogan", 0), ("rgi", 1), ("anogan", 1)
-    ]  # fmt: skip
+    units = list(dict.fromkeys((r["model"], r["dataset"]) for r in parallel))
+    assert units == [("rgi", "draw0"), ("anogan", "draw0"), ("rgi", "draw1"), ("anogan", "draw1")]
     assert parallel == serial
     # AnoGAN loaded RGI's generator from the run directory: RGI's fit time is what it reports.
     rows = json.loads((runs["parallel"] / "results.json").read_text())["rows"]
-    fit = {(r["model"], r["seed"]): r["fit_seconds"] for r in rows}
-    assert fit[("anogan", 0)] == fit[("rgi", 0)] and fit[("anogan", 1)] == fit[("rgi", 1)]
+    fit = {(r["model"], r["dataset"]): r["fit_seconds"] for r in rows}
+    assert fit[("anogan", "draw0")] == fit[("rgi", "draw0")] != fit[("rgi", "draw1")]
     assert (runs["parallel"] / "qualitative.png").is_file()
+
+
+@pytest.mark.slow
+def test_a_config_with_draws_gets_the_report_over_them(runs: dict) -> None:
+    report = (runs["parallel"] / "report.md").read_text()
+    assert report.startswith("# Table 2 over draws: mean ± sd")
+    assert "draw0, draw1" in report
+    assert "report over the draws draw0, draw1 (mean ± sd)" in runs["log"]
 
 
 @pytest.mark.slow
@@ -104,20 +115,20 @@ def test_every_unit_is_an_mlflow_run_with_its_params_metrics_and_artifacts(runs:
     experiment = client.get_experiment_by_name("rgi-anomalib/tiny_parallel")
     found = client.search_runs([experiment.experiment_id])
     assert sorted(r.info.run_name for r in found) == [
-        "anogan · tiny · seed 0", "anogan · tiny · seed 1", "rgi · tiny · seed 0",
-        "rgi · tiny · seed 1",
+        "anogan · draw0 · seed 0", "anogan · draw1 · seed 0", "rgi · draw0 · seed 0",
+        "rgi · draw1 · seed 0",
     ]  # fmt: skip
-    run = next(r for r in found if r.info.run_name == "anogan · tiny · seed 1")
+    run = next(r for r in found if r.info.run_name == "anogan · draw1 · seed 0")
     params, metrics = run.data.params, run.data.metrics
-    assert params["fit_from"] == "rgi" and params["seed"] == "1" and params["form"] == "-"
-    assert json.loads(params["dataset_source"])["root"].endswith("data")
+    assert params["fit_from"] == "rgi" and params["seed"] == "0" and params["form"] == "-"
+    assert json.loads(params["dataset_source"])["build"]["seed"] == 1
     assert json.loads(params["init_args"])["inversion"]["iterations"] == 4
     row = next(
         r for r in json.loads((runs["parallel"] / "results.json").read_text())["rows"]
-        if r["model"] == "anogan" and r["seed"] == 1
+        if (r["model"], r["dataset"], r["category"]) == ("anogan", "draw1", "scratch")
     )  # fmt: skip
     for column in ("dice_oracle_mean", "dice_dataset_mean", "dice_label_free_mean",
                    "pixel_auroc", "image_auroc", "aupro", "gap_rmse", "fit_seconds"):  # fmt: skip
-        assert metrics[f"defect/{column}"] == pytest.approx(row[column])
+        assert metrics[f"scratch/{column}"] == pytest.approx(row[column])
     artifacts = {a.path for a in client.list_artifacts(run.info.run_id)}
     assert {"results.md", "dice_bar.png", "qualitative.png", "init_args.json"} <= artifacts

@@ -21,6 +21,23 @@ class ReportError(ValueError):
 BASELINE_MODELS = ("patchcore", "draem", "rasl")  # the rows that do not use the generator
 
 
+def draws_of(datasets: list[Any]) -> list[str]:
+    """The names of a config's datasets (``DatasetSpec``) that are draws of one build: built
+    (``build``) with the same settings but the seed. Fewer than two: []."""
+
+    def settings(spec: Any) -> str:
+        return json.dumps({k: v for k, v in spec.build.items() if k != "seed"}, sort_keys=True)
+
+    built = [d for d in datasets if d.build is not None]
+    if not built:
+        return []
+    groups: dict[str, list[str]] = defaultdict(list)
+    for spec in built:
+        groups[settings(spec)].append(spec.name)
+    largest = max(groups.values(), key=len)
+    return largest if len(largest) >= 2 else []
+
+
 def load_runs(run_dirs: list[Path]) -> list[dict[str, Any]]:
     """Rows of every run directory; one error naming a directory without results."""
     rows = []

@@ -18,12 +18,16 @@ MIN_EFFECT = 0.01
 
 
 def mean_sd(values: list[float]) -> tuple[float, float]:
+    """Mean and sample sd; with an infinite value (an in-mask PSNR of a perfect restoration)
+    the mean is that infinity and the sd NaN (``statistics.stdev`` raises on it)."""
+    if not all(math.isfinite(v) for v in values):
+        return statistics.fmean(values), math.nan
     sd = statistics.stdev(values) if len(values) > 1 else 0.0
     return statistics.fmean(values), sd
 
 
 def cell(values: list[float | None]) -> str:
-    present = [v for v in values if v is not None]
+    present = [v for v in values if number(v) is not None]
     if not present:
         return "–"
     mean, sd = mean_sd(present)
