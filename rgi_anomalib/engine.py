@@ -49,10 +49,12 @@ def cpu_engine(
     plain = not output_is_terminal()
     if plain:
         callbacks.append(PlainProgressBar(label))
+    # The benchmark's trainer_args may name a GPU (``accelerator: gpu``); CPU otherwise.
+    accelerator = trainer_args.pop("accelerator", "cpu")
     return Engine(
         default_root_dir=str(root),
         logger=False,
-        accelerator="cpu",
+        accelerator=accelerator,
         devices=1,
         enable_progress_bar=plain or progress_bar,
         enable_model_summary=False,

@@ -35,10 +35,12 @@ from .runner import (
     Qualitative,
     RunResult,
     UnitOutcome,
+    finish_unit,
     prepare_datasets,
     quiet_lightning,
     resume_note,
     run_unit,
+    splits_by_category,
 )
 
 EXTRA = "scale"
@@ -95,10 +97,12 @@ def _unit_task(
     keep_samples: bool,
     allowed_modules: tuple[str, ...],
     threads: int,
+    only: list[str] | None,
     *sources: UnitOutcome,
 ) -> UnitOutcome:
-    """One unit in a Ray worker; ``sources``: the result of its ``fit_from`` unit (Ray passes
-    it once that unit finished)."""
+    """One unit (or, with ``only``, the part of a unit that scores those categories) in a Ray
+    worker; ``sources``: the result of its ``fit_from`` unit (Ray passes it once that unit
+    finished)."""
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     import torch
     from rich.console import Console
@@ -109,7 +113,16 @@ def _unit_task(
     allow_modules(allowed_modules)
     console = Console(force_terminal=False, soft_wrap=True)
     trained = any(source.trained for source in sources)
-    return run_unit(cfg, data, seed, model, resume, console, keep_samples, trained)
+    return run_unit(cfg, data, seed, model, resume, console, keep_samples, trained, only)
+
+
+def _resources(spec: ModelSpec, threads: int, args: tuple, only: list[str] | None) -> dict:
+    """Ray options of one task: its CPUs (= torch threads), a GPU if the model trains on one,
+    retries after a worker death, and a name for Ray's dashboard and logs."""
+    data, seed = args[1].name, args[2]
+    name = f"{spec.name} · {data} · seed {seed}" + (f" · {only[0]}" if only else "")
+    gpus = 1 if uses_gpu(spec) else 0
+    return {"num_cpus": threads, "num_gpus": gpus, "max_retries": MAX_RETRIES, "name": name}
 
 
 def _start_ray(ray: Any, options: ParallelOptions, threads: int, console: Any) -> bool:
@@ -148,47 +161,54 @@ def run_parallel(
     started = _start_ray(ray, options, threads, console)
     try:
         task = ray.remote(_unit_task)
-        refs: dict[tuple[str, int, str], Any] = {}
+        # (dataset, seed, model) -> its task, or one task per category (a unit split by category)
+        refs: dict[tuple[str, int, str], list[Any]] = {}
         for data in datasets:
             for seed in cfg.seeds:
                 keep = seed == cfg.seeds[0] and data is datasets[0]
                 for spec in cfg.models:
-                    sources = [refs[(data.name, seed, spec.fit_from)]] if spec.fit_from else []
-                    refs[(data.name, seed, spec.name)] = task.options(
-                        num_cpus=threads,
-                        num_gpus=1 if uses_gpu(spec) else 0,
-                        max_retries=MAX_RETRIES,
-                        name=f"{spec.name} · {data.name} · seed {seed}",
-                    ).remote(
-                        cfg, data, seed, spec.name, resume, keep, allowed_modules(), threads,
-                        *sources,
-                    )  # fmt: skip
+                    sources = refs[(data.name, seed, spec.fit_from)] if spec.fit_from else []
+                    args = (cfg, data, seed, spec.name, resume, keep, allowed_modules(), threads)
+                    parts = (
+                        [[c] for c in data.categories] if splits_by_category(spec, data) else [None]
+                    )
+                    refs[(data.name, seed, spec.name)] = [
+                        task.options(**_resources(spec, threads, args, only)).remote(
+                            *args, only, *sources
+                        )
+                        for only in parts
+                    ]
         outcomes = _collect(ray, refs, console)
     finally:
         if started:
             ray.shutdown()
     rows: list[dict[str, Any]] = []
     qualitative: Qualitative = {}
-    for (_, _, model), outcome in outcomes.items():
+    by_name = {d.name: d for d in datasets}
+    for (data, seed, model), parts in outcomes.items():
+        outcome = (
+            parts[0] if len(parts) == 1 else finish_unit(cfg, by_name[data], seed, model, parts)
+        )
         rows += outcome.rows
         if outcome.samples:
             qualitative[model] = outcome.samples
     if resume.enabled:
-        notes.append(resume_note(cfg, sum(o.reused for o in outcomes.values())))
+        notes.append(resume_note(cfg, sum(all(p.reused for p in o) for o in outcomes.values())))
         console.print(f"[yellow]note:[/] {notes[-1]}")
     return RunResult(rows, qualitative, notes, time.perf_counter() - t0)
 
 
 def _collect(
-    ray: Any, refs: dict[tuple[str, int, str], Any], console: Any
-) -> dict[tuple[str, int, str], UnitOutcome]:
-    """Every unit's outcome, in submission order; a line as each one finishes."""
-    names = {ref: key for key, ref in refs.items()}
-    pending, finished = list(refs.values()), 0
+    ray: Any, refs: dict[tuple[str, int, str], list[Any]], console: Any
+) -> dict[tuple[str, int, str], list[UnitOutcome]]:
+    """Every unit's outcomes (one, or one per category), in submission order; a line as each
+    task finishes."""
+    names = {ref: key for key, parts in refs.items() for ref in parts}
+    pending, finished = list(names), 0
     while pending:
         done, pending = ray.wait(pending, num_returns=1)
         finished += 1
         data, seed, model = names[done[0]]
         ray.get(done[0])  # a unit that failed raises here, with its worker's traceback
-        console.log(f"[{finished}/{len(refs)} units] {model} · {data} · seed {seed}: finished")
-    return dict(zip(refs, ray.get(list(refs.values())), strict=True))
+        console.log(f"[{finished}/{len(names)} tasks] {model} · {data} · seed {seed}: finished")
+    return {key: ray.get(parts) for key, parts in refs.items()}

@@ -18,7 +18,7 @@ from ..utils import silence_known_warnings
 from .config import BenchmarkConfig, ModelSpec
 from .data import DatasetInfo, check_per_category, prepare_dataset
 from .models import check_model_spec
-from .resume import ResumeOptions, UnitResume
+from .resume import ResumeOptions, UnitResume, work_dir
 from .unit import Fit, category_row, fit_unit, predict_categories, samples
 from .unit_store import Scored, drop_categories, save_category, save_done
 
@@ -119,13 +119,24 @@ def _reused(ctx: _Context, spec: ModelSpec, saved: Scored, qualitative: Qualitat
 
 
 def _run_model(
-    ctx: _Context, spec: ModelSpec, cls: type, qualitative: Qualitative | None
+    ctx: _Context,
+    spec: ModelSpec,
+    cls: type,
+    qualitative: Qualitative | None,
+    only: list[str] | None = None,
 ) -> list[dict[str, Any]]:
     """Fit (or share) one model, then one row per category; qualitative samples are kept for
     the run's first dataset and seed (``qualitative`` given). What an earlier run finished counts
-    where ``ctx.resume`` says so (``--resume``)."""
+    where ``ctx.resume`` says so (``--resume``). ``only``: score just these categories and leave
+    the unit unfinished (a part of a unit split by category; ``finish_unit`` ends it)."""
     resume, tag = ctx.resume, f"{spec.name} · {ctx.data.name} · seed {ctx.seed}"
     saved = resume.rows_before_fit(spec)
+    if saved is not None and only is not None:
+        saved = Scored(
+            [r for r in saved.rows if r["category"] in only],
+            {c: v for c, v in saved.samples.items() if c in only},
+            saved.weights_sha256,
+        )
     if saved is not None:
         return _reused(ctx, spec, saved, qualitative)
     ctx.progress.update(ctx.task, description=f"fit  {tag}")
@@ -137,26 +148,34 @@ def _run_model(
         return _reused(ctx, spec, saved, qualitative)
     ctx.progress.advance(ctx.task)
     ctx.progress.update(ctx.task, description=f"test {tag}")
-    rows = _test(ctx, spec, cls, fit, qualitative)
+    rows = _test(ctx, spec, cls, fit, qualitative, only)
     ctx.progress.advance(ctx.task)  # the test step itself
     shutil.rmtree(fit.work / "empty_dtd", ignore_errors=True)
     return rows
 
 
 def _test(
-    ctx: _Context, spec: ModelSpec, cls: type, fit: Fit, qualitative: Qualitative | None
+    ctx: _Context,
+    spec: ModelSpec,
+    cls: type,
+    fit: Fit,
+    qualitative: Qualitative | None,
+    only: list[str] | None = None,
 ) -> list[dict[str, Any]]:
-    """One row per category: kept from an earlier run where ``ctx.resume`` says so, else
-    predicted and scored (each saved as soon as it is scored); the unit is then done."""
+    """One row per category (of ``only``, if given): kept from an earlier run where
+    ``ctx.resume`` says so, else predicted and scored (each saved as soon as it is scored); the
+    unit is then done (not with ``only``: its other categories are scored elsewhere)."""
     cfg, data, resume = ctx.cfg, ctx.data, ctx.resume
-    kept = resume.scored_categories(spec)
+    categories = list(data.categories) if only is None else only
+    kept = {c: v for c, v in resume.scored_categories(spec).items() if c in categories}
     by_category = {cat: scored.rows for cat, scored in kept.items()}
     for cat, scored in kept.items():
         if qualitative is not None and scored.samples:
             qualitative.setdefault(spec.name, {})[cat] = scored.samples
     ctx.progress.advance(ctx.task, len(kept))
     key, sha256 = resume.keys[spec.name], resume.weights_sha256(spec)
-    for cat, preds in predict_categories(cfg, data, spec, fit, skip=set(kept)):
+    skip = set(kept) | (set(data.categories) - set(categories))
+    for cat, preds in predict_categories(cfg, data, spec, fit, skip=skip):
         row = category_row(cfg, data, spec, cls, ctx.seed, fit, cat, preds)
         by_category[cat] = row.as_dict()
         m = row.metrics
@@ -171,9 +190,11 @@ def _test(
             f"AUPRO {m['aupro']:.3f}"
         )
         ctx.progress.advance(ctx.task)
-    rows = [by_category[cat] for cat in data.categories]
+    rows = [by_category[cat] for cat in categories]
     if qualitative is not None and spec.name in qualitative:  # resumed categories came first
         qualitative[spec.name] = _in_dataset_order(data, qualitative[spec.name])
+    if only is not None:
+        return rows
     save_done(fit.work, key, rows, (qualitative or {}).get(spec.name), sha256)
     drop_categories(fit.work)
     return rows
@@ -215,9 +236,11 @@ def run_unit(
     console: Any,
     keep_samples: bool,
     source_trained: bool = False,
+    only: list[str] | None = None,
 ) -> UnitOutcome:
     """One model on one dataset and seed, on its own (a Ray task): its source's weights
-    (``fit_from``) come from the run directory, where the source's unit saved them."""
+    (``fit_from``) come from the run directory, where the source's unit saved them. ``only``:
+    one part of a unit split by category (``splits_by_category``), left for ``finish_unit``."""
     spec = next(m for m in cfg.models if m.name == model)
     cls = check_model_spec(spec, cfg)
     dataset = next(d for d in cfg.datasets if d.name == data.name)
@@ -227,8 +250,38 @@ def run_unit(
     ctx = _Context(cfg, data, seed, console, progress, 0, policy)
     qualitative: Qualitative = {}
     with quiet_lightning():
-        rows = _run_model(ctx, spec, cls, qualitative if keep_samples else None)
-    return UnitOutcome(rows, qualitative.get(spec.name), policy.reused, policy.trained_now(spec))
+        rows = _run_model(ctx, spec, cls, qualitative if keep_samples else None, only)
+    trained = policy.trained_now(spec)
+    return UnitOutcome(rows, qualitative.get(spec.name), policy.reused, trained, policy.keys[model],
+                       policy.weights_sha256(spec))  # fmt: skip
+
+
+def splits_by_category(spec: ModelSpec, data: DatasetInfo) -> bool:
+    """Whether a unit may be scored as one task per category with the rows it has as one task:
+    a model that loads its weights (``fit_from``: nothing to fit in each part) and predicts every
+    category in its own pass (its own settings per category, R-RGI's λ: the same batches)."""
+    own = spec.init_args_per_category
+    return spec.fit_from is not None and all(own.get(c) for c in data.categories)
+
+
+def finish_unit(
+    cfg: BenchmarkConfig, data: DatasetInfo, seed: int, model: str, parts: list[UnitOutcome]
+) -> UnitOutcome:
+    """A unit scored in parts (one per category): its rows in the dataset's order, saved as a
+    finished unit (``done.json``) for ``--resume``."""
+    rows = {row["category"]: row for part in parts for row in part.rows}
+    ordered = [rows[cat] for cat in data.categories]
+    samples: dict[str, list[dict[str, Any]]] = {}
+    for part in parts:
+        samples.update(part.samples or {})
+    samples = _in_dataset_order(data, samples)
+    first = parts[0]
+    if not all(part.reused for part in parts):
+        work = work_dir(cfg.run_dir, model, data.name, seed)
+        save_done(work, first.key, ordered, samples or None, first.weights_sha256)
+        drop_categories(work)
+    reused = int(all(part.reused for part in parts))
+    return UnitOutcome(ordered, samples or None, reused, False, first.key, first.weights_sha256)
 
 
 @dataclass
@@ -239,6 +292,8 @@ class UnitOutcome:
     samples: dict[str, list[dict[str, Any]]] | None  # category -> qualitative samples
     reused: int  # 1 when its rows came from an earlier run (--resume)
     trained: bool = False  # it trained weights that later units load (fit_from)
+    key: str = ""  # the unit's key (resume.py)
+    weights_sha256: str | None = None  # of the shared weights it was scored with
 
 
 def resume_note(cfg: BenchmarkConfig, reused: int) -> str:

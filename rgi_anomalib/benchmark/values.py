@@ -149,8 +149,10 @@ def check_annotated(value: Any, annotation: Any, where: str, namespace: dict | N
 
 # Trainer arguments the harness sets itself (rgi_anomalib.engine.cpu_engine): a config cannot
 # set them too.
+# A model trains and scores on the CPU unless its trainer_args say "gpu" (one device; with
+# --workers its unit then asks Ray for a GPU).
+ACCELERATORS = ("cpu", "gpu", "cuda")
 HARNESS_TRAINER_ARGS = (
-    "accelerator",
     "callbacks",
     "default_root_dir",
     "devices",
@@ -184,8 +186,12 @@ def check_trainer_args(args: Any, where: str) -> dict[str, Any]:
         path = f"{where}.{key}"
         if key in HARNESS_TRAINER_ARGS:
             raise ConfigError(
-                f"{path}: set by the benchmark itself (CPU, one device, no logger, its own "
+                f"{path}: set by the benchmark itself (one device, no logger, its own "
                 f"callbacks and folders); trainer_args cannot set {', '.join(HARNESS_TRAINER_ARGS)}"
+            )
+        if key == "accelerator" and value not in ACCELERATORS:
+            raise ConfigError(
+                f"{path} must be one of {', '.join(ACCELERATORS)} (one device), got {value!r}"
             )
         if key in _TRAINER_INT_MIN:
             check_int(value, path, _TRAINER_INT_MIN[key])

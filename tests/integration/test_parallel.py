@@ -21,8 +21,8 @@ pytest.importorskip("mlflow", reason="the [tracking] extra (make install install
 
 
 def _config(tmp_path: Path) -> Path:
-    """Two draws of a synthetic build × (RGI, and AnoGAN on RGI's generator): four units, two
-    of them waiting for their source."""
+    """Two draws of a synthetic build × (RGI, and AnoGAN and R-RGI on RGI's generator): six
+    units, four of them waiting for their source, R-RGI's split in two by category."""
     gan = {
         "training": {"max_epochs": 2, "sample_every_n_epochs": 0},
         "inversion": {"iterations": 4, "init_candidates": 4},
@@ -42,6 +42,13 @@ def _config(tmp_path: Path) -> Path:
         "models": [
             {"name": "rgi", "init_args": gan},
             {"name": "anogan", "fit_from": "rgi", "init_args": gan},
+            # its own λ per category: scored as one task per category
+            {
+                "name": "rrgi",
+                "fit_from": "rgi",
+                "init_args": {**gan, "inversion": {**gan["inversion"], "finetune_iterations": 2}},
+                "init_args_per_category": {"crack": {"lam": 0.1}, "scratch": {"lam": 0.2}},
+            },
         ],
     }
     path = tmp_path / "tiny_parallel.yaml"
@@ -79,10 +86,11 @@ def runs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
 @pytest.mark.slow
 def test_parallel_rows_equal_the_serial_rows(runs: dict) -> None:
     assert "Ray: 2 workers × 1 threads on this machine" in runs["log"]
-    assert "[4/4 units]" in runs["log"]
+    assert "[8/8 tasks]" in runs["log"]  # R-RGI's units ran as one task per category
+    assert "(rrgi · draw1 · seed 0 · scratch pid=" in runs["log"]
     serial, parallel = _rows(runs["serial"]), _rows(runs["parallel"])
     units = list(dict.fromkeys((r["model"], r["dataset"]) for r in parallel))
-    assert units == [("rgi", "draw0"), ("anogan", "draw0"), ("rgi", "draw1"), ("anogan", "draw1")]
+    assert units == [(m, d) for d in ("draw0", "draw1") for m in ("rgi", "anogan", "rrgi")]
     assert parallel == serial
     # AnoGAN loaded RGI's generator from the run directory: RGI's fit time is what it reports.
     rows = json.loads((runs["parallel"] / "results.json").read_text())["rows"]
@@ -103,7 +111,7 @@ def test_a_config_with_draws_gets_the_report_over_them(runs: dict) -> None:
 def test_a_serial_resume_reuses_every_unit_of_a_parallel_run(runs: dict) -> None:
     proc = _benchmark("--config", str(runs["config"]), "--run-dir", str(runs["parallel"]),
                       "--resume")  # fmt: skip
-    assert "--resume: 4 of 4 model runs reused" in proc.stdout
+    assert "--resume: 6 of 6 model runs reused" in proc.stdout
     assert "fit  rgi" not in proc.stdout
 
 
@@ -115,9 +123,8 @@ def test_every_unit_is_an_mlflow_run_with_its_params_metrics_and_artifacts(runs:
     experiment = client.get_experiment_by_name("rgi-anomalib/tiny_parallel")
     found = client.search_runs([experiment.experiment_id])
     assert sorted(r.info.run_name for r in found) == [
-        "anogan · draw0 · seed 0", "anogan · draw1 · seed 0", "rgi · draw0 · seed 0",
-        "rgi · draw1 · seed 0",
-    ]  # fmt: skip
+        f"{m} · {d} · seed 0" for m in ("anogan", "rgi", "rrgi") for d in ("draw0", "draw1")
+    ]
     run = next(r for r in found if r.info.run_name == "anogan · draw1 · seed 0")
     params, metrics = run.data.params, run.data.metrics
     assert params["fit_from"] == "rgi" and params["seed"] == "0" and params["form"] == "-"

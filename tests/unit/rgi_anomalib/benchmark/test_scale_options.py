@@ -115,3 +115,16 @@ def test_a_unit_is_one_mlflow_run_in_a_folder_store(tmp_path: Path) -> None:
     assert json.loads(params["init_args/scratch"]) == {"inversion": {"lam": 0.14}}
     assert json.loads(params["dataset_source"]) == {"build": {"seed": 3, "size": 32}}
     assert params["config"] == "configs/benchmark/x.yaml" and params["fit_from"] == "rgi"
+
+
+def test_a_unit_asks_ray_for_a_gpu_only_when_its_model_trains_on_one() -> None:
+    from rgi_anomalib.benchmark.config import ModelSpec
+    from rgi_anomalib.benchmark.parallel import _resources
+
+    args = (None, DatasetSpec("d", root=Path("x")), 0)
+    on_gpu = ModelSpec("rgi", "rgi", trainer_args={"accelerator": "gpu"})
+    assert _resources(on_gpu, 4, args, None) == {
+        "num_cpus": 4, "num_gpus": 1, "max_retries": 2, "name": "rgi · d · seed 0"
+    }  # fmt: skip
+    assert _resources(ModelSpec("rgi", "rgi"), 1, args, ["crack"])["num_gpus"] == 0
+    assert _resources(ModelSpec("rgi", "rgi"), 1, args, ["crack"])["name"].endswith("· crack")
