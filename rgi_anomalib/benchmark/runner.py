@@ -141,7 +141,9 @@ def _run_model(
         return _reused(ctx, spec, saved, qualitative)
     ctx.progress.update(ctx.task, description=f"fit  {tag}")
     weights = resume.weights_to_load(spec)
-    fit = fit_unit(ctx.cfg, ctx.data, spec, cls, ctx.seed, resume.work(spec), weights)
+    work = resume.work(spec)
+    engine_dir = work / "parts" / only[0] if only else None
+    fit = fit_unit(ctx.cfg, ctx.data, spec, cls, ctx.seed, work, weights, engine_dir)
     resume.share_fit(spec, fit.model.state_dict(), fit.seconds)
     saved = resume.rows_after_fit(spec)
     if saved is not None:
@@ -280,6 +282,7 @@ def finish_unit(
         work = work_dir(cfg.run_dir, model, data.name, seed)
         save_done(work, first.key, ordered, samples or None, first.weights_sha256)
         drop_categories(work)
+        shutil.rmtree(work / "parts", ignore_errors=True)  # the parts' Engine folders
     reused = int(all(part.reused for part in parts))
     return UnitOutcome(ordered, samples or None, reused, False, first.key, first.weights_sha256)
 

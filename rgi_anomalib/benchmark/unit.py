@@ -53,15 +53,19 @@ def fit_unit(
     seed: int,
     work: Path,
     weights: SharedWeights | None,
+    engine_dir: Path | None = None,
 ) -> Fit:
     """Fit ``spec`` on the dataset's training images, or load ``weights``: its source's
-    (``fit_from``) or its own fit kept by an earlier run."""
+    (``fit_from``) or its own fit kept by an earlier run. ``engine_dir``: where anomalib's
+    Engine writes (default ``work``; parts of a unit running at once each get their own, since
+    the Engine numbers its version folders by looking at what exists)."""
     from lightning.pytorch import seed_everything
 
     work.mkdir(parents=True, exist_ok=True)
     seed_everything(seed, verbose=False)
     model = build_model(cls, spec, cfg, seed, work)
-    engine = _engine(cfg, spec, work, f"{spec.name} · {data.name} · seed {seed}")
+    engine_dir = engine_dir or work
+    engine = _engine(cfg, spec, engine_dir, f"{spec.name} · {data.name} · seed {seed}")
     if weights is not None:
         load_fitted(model, weights.state_dict, spec)
         seconds = weights.seconds
