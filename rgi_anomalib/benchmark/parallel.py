@@ -174,11 +174,15 @@ def run_parallel(
         task = ray.remote(_unit_task)
         # (dataset, seed, model) -> its task, or one task per category (a unit split by category)
         refs: dict[tuple[str, int, str], list[Any]] = {}
+        split: set[tuple[str, int, str]] = set()
         for data, seed, spec in _submission_order(cfg, datasets):
             keep = seed == cfg.seeds[0] and data is datasets[0]
             sources = refs[(data.name, seed, spec.fit_from)] if spec.fit_from else []
             args = (cfg, data, seed, spec.name, resume, keep, allowed_modules(), threads)
-            parts = [[c] for c in data.categories] if splits_by_category(spec, data) else [None]
+            parts: list[list[str] | None] = [None]
+            if splits_by_category(spec, data):
+                parts = [[c] for c in data.categories]
+                split.add((data.name, seed, spec.name))
             refs[(data.name, seed, spec.name)] = [
                 task.options(**_resources(spec, threads, args, only)).remote(*args, only, *sources)
                 for only in parts
@@ -196,9 +200,10 @@ def run_parallel(
     qualitative: Qualitative = {}
     by_name = {d.name: d for d in datasets}
     for (data, seed, model), parts in outcomes.items():
-        outcome = (
-            parts[0] if len(parts) == 1 else finish_unit(cfg, by_name[data], seed, model, parts)
-        )
+        if (data, seed, model) in split:
+            outcome = finish_unit(cfg, by_name[data], seed, model, parts)
+        else:
+            outcome = parts[0]
         rows += outcome.rows
         if outcome.samples:
             qualitative[model] = outcome.samples
@@ -211,8 +216,8 @@ def run_parallel(
 def _collect(
     ray: Any, refs: dict[tuple[str, int, str], list[Any]], console: Any
 ) -> dict[tuple[str, int, str], list[UnitOutcome]]:
-    """Every unit's outcomes (one, or one per category), in submission order; a line as each
-    task finishes."""
+    """Every unit's outcomes (one, or one per category), in the order of ``refs``; a line as
+    each task finishes."""
     names = {ref: key for key, parts in refs.items() for ref in parts}
     pending, finished = list(names), 0
     while pending:
