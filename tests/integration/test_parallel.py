@@ -86,8 +86,11 @@ def runs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
 @pytest.mark.slow
 def test_parallel_rows_equal_the_serial_rows(runs: dict) -> None:
     assert "Ray: 2 workers × 1 threads on this machine" in runs["log"]
-    assert "[8/8 tasks]" in runs["log"]  # R-RGI's units ran as one task per category
-    assert "(rrgi · draw1 · seed 0 · scratch pid=" in runs["log"]
+    # 2 draws × (RGI, AnoGAN, and R-RGI as one task per category): R-RGI's units were split, and
+    # the driver finished them (done.json written, the parts' Engine folders gone)
+    assert "[8/8 tasks]" in runs["log"]
+    work = runs["parallel"] / "work" / "rrgi_draw1_seed0"
+    assert (work / "done.json").is_file() and not (work / "parts").exists()
     serial, parallel = _rows(runs["serial"]), _rows(runs["parallel"])
     units = list(dict.fromkeys((r["model"], r["dataset"]) for r in parallel))
     assert units == [(m, d) for d in ("draw0", "draw1") for m in ("rgi", "anogan", "rrgi")]
