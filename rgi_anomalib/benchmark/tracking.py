@@ -46,6 +46,17 @@ def tracking_uri(uri: str) -> str:
     return f"sqlite:///{path}" if path.suffix == ".db" else path.as_uri()
 
 
+def artifact_root(uri: str) -> str | None:
+    """Where an SQLite store's artifacts go: a folder beside the database file (MLflow's
+    default, ``./mlruns`` in whatever directory the command ran from, would scatter them). A
+    folder store keeps them inside itself (None: MLflow's default)."""
+    prefix = "sqlite:///"
+    if not uri.startswith(prefix):
+        return None
+    database = Path(uri[len(prefix) :])
+    return (database.parent / f"{database.stem}-artifacts").resolve().as_uri()
+
+
 def _allow_file_store(uri: str) -> None:
     """MLflow 3 keeps its folder store in maintenance mode and refuses it unless told: the user
     named one, so it is what they get (SQLite is the way to MLflow's newer features)."""
@@ -84,7 +95,9 @@ class MlflowTracking:
         stem = Path(str(cfg.source)).stem if cfg.source else "benchmark"
         name = f"rgi-anomalib/{stem}"
         found = self.client.get_experiment_by_name(name)
-        return found.experiment_id if found else self.client.create_experiment(name)
+        if found:
+            return found.experiment_id
+        return self.client.create_experiment(name, artifact_location=artifact_root(self.uri))
 
     def log_run(self, cfg: BenchmarkConfig, rows: list[dict[str, Any]]) -> list[str]:
         """One MLflow run per unit of ``rows`` (the run's results); their ids."""
