@@ -22,7 +22,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ..models.gan_inversion.flat_args import flatten_nested_args
 from .config import BenchmarkConfig, DatasetSpec, ModelSpec
 from .unit_store import (
     Scored,
@@ -66,6 +65,10 @@ def unit_keys(
 ) -> dict[str, str]:
     """Model name -> the key of its unit on this dataset and seed. ``flat_names``: the key the
     unit had before the nested ``init_args`` (2026-12), hashed from the old flat spelling."""
+    # Imported here: the model package imports torch and anomalib, which the command line
+    # (errors, --help) does not need.
+    from ..models.gan_inversion.flat_args import flatten_nested_args
+
     keys: dict[str, str] = {}
     for model in cfg.models:
         if flat_names:

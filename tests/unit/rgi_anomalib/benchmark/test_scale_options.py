@@ -68,6 +68,13 @@ def test_the_serial_benchmark_imports_neither_ray_nor_mlflow() -> None:
     assert out.stdout.strip() == "[]"
 
 
+def test_the_command_line_starts_without_torch() -> None:
+    """Its errors and --help come before any heavy import (anomalib takes seconds)."""
+    code = "import sys, rgi_anomalib.benchmark.cli\nprint('torch' in sys.modules)\n"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"
+
+
 def test_draws_are_the_datasets_built_alike_but_for_the_seed() -> None:
     from rgi_anomalib.benchmark.draws.runs import draws_of
 
